@@ -1,0 +1,66 @@
+// The FastCGI client: one libevent loop thread drives every request for one backend, over a
+// bounded pool of kept-alive connections. Callers on any thread block in Execute() until the
+// reply, a failure, or their deadline.
+// Thread-safety: Execute() and stats() may be called from any number of threads at once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "fcgi/body.h"
+#include "fcgi/protocol.h"
+#include "fcgi/response.h"
+#include "fcgi/socket.h"
+#include "fcgi/status.h"
+
+namespace fcgi {
+
+struct ClientOptions {
+  BackendAddress address;
+  std::chrono::milliseconds connect_timeout{5000};
+  size_t max_reply_bytes = 1 << 20;   // STDOUT beyond this fails the request
+  size_t max_stderr_bytes = 64 << 10;  // STDERR kept for the log; the rest is dropped
+  bool keep_alive = true;              // FCGI_KEEP_CONN: reuse connections between requests
+  size_t max_connections = 4;          // busy + idle; keep below php-fpm's pm.max_children
+  std::chrono::milliseconds idle_timeout{10000};  // an idle kept connection is closed after this
+  uint32_t max_requests_per_connection = 500;     // then a fresh connection (0 = no limit)
+};
+
+struct Result {
+  Status status;      // not ok: no usable reply (connect, timeout, I/O, protocol, size)
+  Response response;  // filled when status is ok (stderr_output also on protocol errors)
+  int attempts = 0;   // connections tried (a retry happens only when nothing was received)
+  std::chrono::microseconds elapsed{0};
+};
+
+struct ClientStats {
+  size_t busy = 0;
+  size_t idle = 0;
+  size_t waiting = 0;
+};
+
+class Client {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  static Status Create(const ClientOptions& options, std::unique_ptr<Client>* out);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends one request (params, then body as STDIN; body may be null) and waits for the reply.
+  // The deadline covers waiting for a connection, connecting, sending and receiving.
+  Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline);
+
+  ClientStats stats() const;
+  const ClientOptions& options() const;
+
+  class Loop;  // the implementation, in client.cc
+
+ private:
+  explicit Client(std::unique_ptr<Loop> loop);
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace fcgi

@@ -1,0 +1,74 @@
+// Backend addresses (unix path, host:port, [v6]:port) and a file descriptor that closes itself.
+// Thread-safety: BackendAddress is an immutable value; a UniqueFd belongs to one owner.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <string>
+#include <string_view>
+
+#include "fcgi/status.h"
+
+namespace fcgi {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) Reset(other.Release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void Reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+class BackendAddress {
+ public:
+  enum class Kind { kUnix, kTcp };
+
+  // type is "unix" or "tcp"; address a socket path, or host:port with a numeric host or a name
+  // resolved now ("localhost:9000", "127.0.0.1:9000", "[::1]:9000").
+  static Status Parse(std::string_view type, std::string_view address, BackendAddress* out);
+
+  Kind kind() const { return kind_; }
+  const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  socklen_t sockaddr_len() const { return length_; }
+  // "unix:/run/php/php8.2-fpm.sock" or "tcp:127.0.0.1:9000", for logs.
+  const std::string& ToString() const { return display_; }
+  const std::string& path() const { return path_; }
+
+  // A non-blocking socket with a connect() in progress (or done). *in_progress tells which.
+  Status StartConnect(UniqueFd* fd, bool* in_progress) const;
+
+ private:
+  Kind kind_ = Kind::kUnix;
+  sockaddr_storage storage_{};
+  socklen_t length_ = 0;
+  std::string display_;
+  std::string path_;
+};
+
+// Blocking check used at start-up and by `-t`: can we connect within timeout_ms? Explains the
+// usual causes in plain words (missing socket, permissions with the socket's owner/group/mode,
+// refused port).
+Status ProbeBackend(const BackendAddress& address, int timeout_ms);
+
+// Explains a connect() errno for this address in plain words.
+Status DescribeConnectError(const BackendAddress& address, int err);
+
+}  // namespace fcgi
