@@ -40,6 +40,20 @@ Status StringBody::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) con
   return Status::Ok();
 }
 
+ConcatBody::ConcatBody(std::vector<std::shared_ptr<const Body>> parts) : parts_(std::move(parts)) {
+  for (const auto& part : parts_) size_ += part->size();
+}
+
+Status ConcatBody::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) const {
+  *got = 0;
+  for (const auto& part : parts_) {
+    const uint64_t part_size = part->size();
+    if (offset < part_size) return part->ReadAt(offset, buf, n, got);
+    offset -= part_size;
+  }
+  return Status::Ok();
+}
+
 Spool::Spool(std::string directory, uint64_t threshold)
     : directory_(std::move(directory)), threshold_(threshold) {}
 

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <memory>
+#include <vector>
 
 #include "fcgi/status.h"
 
@@ -29,6 +31,18 @@ class StringBody final : public Body {
 
  private:
   std::string data_;
+};
+
+// Several bodies sent one after the other (a small prefix, then a spooled part).
+class ConcatBody final : public Body {
+ public:
+  explicit ConcatBody(std::vector<std::shared_ptr<const Body>> parts);
+  uint64_t size() const override { return size_; }
+  Status ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) const override;
+
+ private:
+  std::vector<std::shared_ptr<const Body>> parts_;
+  uint64_t size_ = 0;
 };
 
 // Append-only buffer: memory up to `threshold` bytes, then everything moves to a temp file

@@ -1,0 +1,430 @@
+#include "milter/filter.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include "milter/log.h"
+#include "milter/mail/raw_message.h"
+#include "milter/mail/rfc2047.h"
+#include "version.h"
+
+namespace milter {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Filter* g_filter = nullptr;
+
+// Per-message state, from MAIL FROM to end of message or abort.
+struct Message {
+  mail::Envelope envelope;
+  std::shared_ptr<fcgi::Spool> spool;
+  std::unique_ptr<mail::RawMessageEncoder> encoder;
+  std::optional<std::string> raw_subject;
+  Clock::time_point started = Clock::now();
+};
+
+// Per-connection state, owned through smfi_setpriv.
+struct Session {
+  mail::Envelope connection;  // client and HELO/TLS facts, copied into each message
+  std::optional<Message> message;
+  bool leading_space = false;  // SMFIP_HDR_LEADSPC granted: header values keep their whitespace
+};
+
+Session* GetSession(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
+
+Session* EnsureSession(SMFICTX* ctx) {
+  Session* s = GetSession(ctx);
+  if (s == nullptr) {
+    s = new Session;
+    smfi_setpriv(ctx, s);
+  }
+  return s;
+}
+
+std::string Macro(SMFICTX* ctx, const char* name) {
+  const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+void RefreshQueueId(SMFICTX* ctx, Message* message) {
+  std::string id = Macro(ctx, "i");
+  if (!id.empty()) message->envelope.queue_id = std::move(id);
+}
+
+std::string DoublePercent(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\r' || c == '\n' || c == '\0') continue;
+    out.push_back(c);
+    if (c == '%') out.push_back('%');
+  }
+  return out;
+}
+
+// Turns a verdict into libmilter's answer; the reply code is set only when its class matches
+// the action (libmilter silently drops a mismatched one).
+sfsistat Answer(SMFICTX* ctx, const mail::Verdict& v, sfsistat accept) {
+  using Action = mail::Verdict::Action;
+  switch (v.action) {
+    case Action::kAccept: return accept;
+    case Action::kDiscard: return SMFIS_DISCARD;
+    case Action::kReject:
+    case Action::kTempfail: {
+      const char want = v.action == Action::kReject ? '5' : '4';
+      if (v.smtp_code.size() == 3 && v.smtp_code[0] == want) {
+        std::string text = DoublePercent(v.text);
+        if (smfi_setreply(ctx, const_cast<char*>(v.smtp_code.c_str()),
+                          v.enhanced_code.empty() ? nullptr
+                                                  : const_cast<char*>(v.enhanced_code.c_str()),
+                          text.empty() ? nullptr : const_cast<char*>(text.c_str())) != MI_SUCCESS) {
+          LOG_WARNING("smfi_setreply refused %s %s", v.smtp_code.c_str(), v.enhanced_code.c_str());
+        }
+      }
+      return v.action == Action::kReject ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+    }
+  }
+  return SMFIS_TEMPFAIL;
+}
+
+mail::Verdict LocalTempfail(std::string reason) {
+  mail::Verdict v;
+  v.action = mail::Verdict::Action::kTempfail;
+  v.smtp_code = "451";
+  v.enhanced_code = "4.3.0";
+  v.text = "Temporary failure, try again later";
+  v.reason = std::move(reason);
+  return v;
+}
+
+// Every callback body runs inside this: nothing may throw into libmilter's C code.
+template <typename F>
+sfsistat Guarded(const char* stage, F&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    LOG_ERROR("%s: internal error: %s; tempfailing", stage, e.what());
+  } catch (...) {
+    LOG_ERROR("%s: internal error; tempfailing", stage);
+  }
+  return SMFIS_TEMPFAIL;
+}
+
+sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
+                     unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
+                     unsigned long* pf3) {
+  return Guarded("negotiate", [&] {
+    Session* s = EnsureSession(ctx);
+    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE);
+    // Header values with their leading whitespace: the saved message must be the one sent.
+    // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
+    // packet waits on Nagle/delayed ACK over inet: sockets (see FACTS.md).
+    *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
+    *pf2 = 0;
+    *pf3 = 0;
+    s->leading_space = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
+  return Guarded("connect", [&] {
+    Session* s = EnsureSession(ctx);
+    s->connection = mail::Envelope();
+    s->connection.client_name = hostname != nullptr ? hostname : "";
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (hostaddr != nullptr && hostaddr->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(hostaddr)->sin_addr, buf, sizeof buf);
+    } else if (hostaddr != nullptr && hostaddr->sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(hostaddr)->sin6_addr, buf, sizeof buf);
+    }
+    s->connection.client_ip = buf;
+    if (s->connection.client_ip.empty()) s->connection.client_ip = Macro(ctx, "{client_addr}");
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnHelo(SMFICTX* ctx, char* helo) {
+  return Guarded("helo", [&] {
+    Session* s = EnsureSession(ctx);
+    s->connection.helo = helo != nullptr ? helo : "";
+    s->connection.tls_version = Macro(ctx, "{tls_version}");
+    s->connection.tls_cipher = Macro(ctx, "{cipher}");
+    s->connection.tls_on = !s->connection.tls_version.empty();
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
+  return Guarded("mail", [&] {
+    Session* s = EnsureSession(ctx);
+    const config::Config& cfg = g_filter->config();
+    Message& m = s->message.emplace();
+    m.envelope = s->connection;
+    m.envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
+    m.envelope.auth_login = Macro(ctx, "{auth_authen}");
+    RefreshQueueId(ctx, &m);
+    m.spool = std::make_shared<fcgi::Spool>(cfg.spool_directory, cfg.spool_threshold);
+    fcgi::Spool* spool = m.spool.get();
+    m.encoder = std::make_unique<mail::RawMessageEncoder>(
+        cfg.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
+                                                           : mail::LineEnding::kLf,
+        [spool](std::string_view encoded) { return spool->Append(encoded); });
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
+  return Guarded("rcpt", [&] {
+    Session* s = GetSession(ctx);
+    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    Message& m = *s->message;
+    RefreshQueueId(ctx, &m);
+    const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
+    const mail::Verdict v = g_filter->Validate(m.envelope, rcpt);
+    if (v.action == mail::Verdict::Action::kAccept) {
+      m.envelope.recipients.push_back(rcpt);
+    } else {
+      LOG_INFO("%s: rcpt <%s> from %s: %s %s %s (%s)",
+               m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
+               rcpt.c_str(), m.envelope.client_ip.c_str(), mail::ActionName(v.action),
+               v.smtp_code.c_str(), v.enhanced_code.c_str(), v.reason.c_str());
+    }
+    return Answer(ctx, v, SMFIS_CONTINUE);
+  });
+}
+
+sfsistat OnData(SMFICTX*) { return SMFIS_CONTINUE; }
+
+// A failed spool write (disk full) or an oversize message ends the transaction early.
+sfsistat CheckMessage(SMFICTX* ctx, Message& m, const fcgi::Status& written) {
+  const uint64_t limit = g_filter->config().max_message_size;
+  if (limit != 0 && m.encoder->raw_size() > limit) {
+    mail::Verdict v;
+    v.action = mail::Verdict::Action::kReject;
+    v.smtp_code = "552";
+    v.enhanced_code = "5.3.4";
+    v.text = "Message size exceeds fixed limit";
+    LOG_INFO("%s: message from %s over max_message_size (%llu bytes): rejected 552 5.3.4",
+             m.envelope.queue_id.c_str(), m.envelope.client_ip.c_str(),
+             static_cast<unsigned long long>(limit));
+    return Answer(ctx, v, SMFIS_CONTINUE);
+  }
+  if (!written.ok()) {
+    LOG_ERROR("%s: cannot keep the message: %s; tempfailing", m.envelope.queue_id.c_str(),
+              written.ToString().c_str());
+    return Answer(ctx, LocalTempfail(written.ToString()), SMFIS_CONTINUE);
+  }
+  return SMFIS_CONTINUE;
+}
+
+sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
+  return Guarded("header", [&] {
+    Session* s = GetSession(ctx);
+    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    Message& m = *s->message;
+    const std::string_view n = name != nullptr ? name : "";
+    const std::string_view val = value != nullptr ? value : "";
+    if (!m.raw_subject && strcasecmp(std::string(n).c_str(), "Subject") == 0) {
+      m.raw_subject = std::string(val);
+    }
+    return CheckMessage(ctx, m, m.encoder->AddHeader(n, val, s->leading_space));
+  });
+}
+
+sfsistat OnEndOfHeaders(SMFICTX* ctx) {
+  return Guarded("eoh", [&] {
+    Session* s = GetSession(ctx);
+    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    return CheckMessage(ctx, *s->message, s->message->encoder->EndHeaders());
+  });
+}
+
+sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
+  return Guarded("body", [&] {
+    Session* s = GetSession(ctx);
+    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    Message& m = *s->message;
+    return CheckMessage(
+        ctx, m, m.encoder->AddBody(std::string_view(reinterpret_cast<const char*>(chunk), len)));
+  });
+}
+
+sfsistat OnEndOfMessage(SMFICTX* ctx) {
+  return Guarded("eom", [&] {
+    Session* s = GetSession(ctx);
+    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    Message& m = *s->message;
+    RefreshQueueId(ctx, &m);
+    const sfsistat early = CheckMessage(ctx, m, m.encoder->Finish());
+    if (early != SMFIS_CONTINUE) return early;
+    m.envelope.message_size = m.encoder->raw_size();
+    if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
+    const mail::Verdict v = g_filter->Save(m.envelope, m.spool);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
+    LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
+             m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
+             m.envelope.client_ip.c_str(), m.envelope.mail_from.c_str(),
+             m.envelope.recipients.size(),
+             static_cast<unsigned long long>(m.envelope.message_size), mail::ActionName(v.action),
+             v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(), v.reason.empty() ? "" : " reason=",
+             v.reason.c_str(), static_cast<long long>(ms));
+    const sfsistat answer = Answer(ctx, v, SMFIS_CONTINUE);
+    s->message.reset();
+    return answer;
+  });
+}
+
+sfsistat OnAbort(SMFICTX* ctx) {
+  if (Session* s = GetSession(ctx)) s->message.reset();
+  return SMFIS_CONTINUE;
+}
+
+sfsistat OnClose(SMFICTX* ctx) {
+  delete GetSession(ctx);
+  smfi_setpriv(ctx, nullptr);
+  return SMFIS_CONTINUE;
+}
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+ScriptTarget MakeTarget(const std::string& filename) {
+  ScriptTarget t;
+  t.filename = filename;
+  if (filename.empty()) return t;
+  t.name = "/" + BaseName(filename);
+  const size_t slash = filename.rfind('/');
+  t.document_root = slash == 0 || slash == std::string::npos ? "/" : filename.substr(0, slash);
+  return t;
+}
+
+}  // namespace
+
+fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
+  std::unique_ptr<Filter> f(new Filter);
+  f->config_ = config;
+  fcgi::ClientOptions options;
+  fcgi::Status s = fcgi::BackendAddress::Parse(
+      config.fcgi_connection_type == config::ConnectionType::kTcp ? "tcp" : "unix",
+      config.fcgi_connection_address, &options.address);
+  if (!s.ok()) return s;
+  options.connect_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
+  options.max_reply_bytes = config.max_reply_size;
+  s = fcgi::Client::Create(options, &f->client_);
+  if (!s.ok()) return s;
+  std::string server_name = config.server_name;
+  if (server_name.empty()) {
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) == 0) server_name = host;
+  }
+  f->constant_params_ = {
+      {"GATEWAY_INTERFACE", "CGI/1.1"},
+      {"SERVER_SOFTWARE", "fcgi-milter/" FCGI_MILTER_VERSION},
+      {"SERVER_PROTOCOL", "HTTP/1.1"},
+      {"SERVER_NAME", server_name},
+  };
+  f->validate_ = MakeTarget(config.fcgi_script_filename_validate);
+  f->save_ = MakeTarget(config.fcgi_script_filename_save);
+  *out = std::move(f);
+  return fcgi::Status::Ok();
+}
+
+smfiDesc* Filter::Install(Filter* filter) {
+  g_filter = filter;
+  static smfiDesc desc = {
+      const_cast<char*>("fcgi-milter"),
+      SMFI_VERSION,
+      SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+      OnConnect,
+      OnHelo,
+      OnEnvFrom,
+      OnEnvRcpt,
+      OnHeader,
+      OnEndOfHeaders,
+      OnBody,
+      OnEndOfMessage,
+      OnAbort,
+      OnClose,
+      nullptr,  // unknown commands
+      OnData,
+      OnNegotiate,
+  };
+  return &desc;
+}
+
+fcgi::Params Filter::RequestParams(const ScriptTarget& script, const mail::Envelope& envelope,
+                                   const char* method, std::string query,
+                                   uint64_t content_length) const {
+  fcgi::Params p = constant_params_;
+  p.reserve(p.size() + 12);
+  p.emplace_back("SCRIPT_FILENAME", script.filename);
+  p.emplace_back("SCRIPT_NAME", script.name);
+  p.emplace_back("DOCUMENT_ROOT", script.document_root);
+  p.emplace_back("REQUEST_URI", query.empty() ? script.name : script.name + "?" + query);
+  p.emplace_back("REQUEST_METHOD", method);
+  p.emplace_back("QUERY_STRING", std::move(query));
+  p.emplace_back("CONTENT_LENGTH", std::to_string(content_length));
+  p.emplace_back("REMOTE_ADDR", envelope.client_ip);
+  if (!envelope.client_name.empty()) p.emplace_back("REMOTE_HOST", envelope.client_name);
+  return p;
+}
+
+mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
+                          std::shared_ptr<const fcgi::Body> body, double timeout_seconds) const {
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  fcgi::Result result = client_->Execute(params, std::move(body), deadline);
+  mail::BackendOutcome outcome;
+  outcome.transport = result.status;
+  outcome.http_status = result.response.status;
+  outcome.body = std::move(result.response.body);
+  if (!result.response.stderr_output.empty()) {
+    LOG_WARNING("%s script %s wrote to stderr: %s", mail::StageName(stage), script.filename.c_str(),
+                result.response.stderr_output.c_str());
+  }
+  mail::Verdict v = mail::Decide(stage, outcome);
+  if (!result.status.ok() || result.response.status / 100 != 2) {
+    LOG_ERROR("%s script %s via %s failed: %s", mail::StageName(stage), script.filename.c_str(),
+              client_->options().address.ToString().c_str(), v.reason.c_str());
+  }
+  LOG_DEBUG("%s script answered in %lld us after %d attempt(s): %s %s", mail::StageName(stage),
+            static_cast<long long>(result.elapsed.count()), result.attempts,
+            mail::ActionName(v.action), v.reason.c_str());
+  return v;
+}
+
+mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string& recipient) const {
+  if (!validate_.configured()) {
+    mail::Verdict v;
+    v.action = mail::Verdict::Action::kAccept;
+    return v;
+  }
+  return Run(mail::Stage::kValidate, validate_,
+             RequestParams(validate_, envelope, "GET", mail::BuildValidateQuery(envelope, recipient),
+                           0),
+             nullptr, config_.validate_timeout);
+}
+
+mail::Verdict Filter::Save(const mail::Envelope& envelope,
+                           std::shared_ptr<const fcgi::Body> encoded_message) const {
+  auto body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
+      std::make_shared<fcgi::StringBody>(mail::BuildSaveFormPrefix(envelope)),
+      std::move(encoded_message)});
+  fcgi::Params params = RequestParams(save_, envelope, "POST", "", body->size());
+  params.emplace_back("CONTENT_TYPE", "application/x-www-form-urlencoded");
+  return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout);
+}
+
+}  // namespace milter

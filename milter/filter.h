@@ -1,0 +1,58 @@
+// The libmilter glue: callbacks -> per-connection and per-message state -> one decision per
+// stage -> SMTP reply. The callbacks read a process-wide Filter set up once before smfi_main.
+// Thread-safety: libmilter runs one thread per MTA connection; a Session is touched only by
+// its connection's thread, and Filter is read-only after Install().
+#pragma once
+
+#include <libmilter/mfapi.h>
+
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "fcgi/client.h"
+#include "fcgi/protocol.h"
+#include "milter/mail/decision.h"
+#include "milter/mail/envelope.h"
+
+namespace milter {
+
+// One FastCGI script as a web server would address it.
+struct ScriptTarget {
+  std::string filename;       // SCRIPT_FILENAME
+  std::string name;           // SCRIPT_NAME: "/" + the file's base name
+  std::string document_root;  // the file's directory
+  bool configured() const { return !filename.empty(); }
+};
+
+class Filter {
+ public:
+  // Builds the FastCGI client and the constant params. Fails on an unusable backend address.
+  static fcgi::Status Create(const config::Config& config, std::unique_ptr<Filter>* out);
+
+  // Makes this the filter the libmilter callbacks use, and returns libmilter's table.
+  static smfiDesc* Install(Filter* filter);
+
+  const config::Config& config() const { return config_; }
+
+  // One validate request for `recipient` and its verdict (accept when no validate script).
+  mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient) const;
+  // One save request: the form prefix, then the already-encoded message from `encoded_message`.
+  mail::Verdict Save(const mail::Envelope& envelope,
+                     std::shared_ptr<const fcgi::Body> encoded_message) const;
+
+ private:
+  Filter() = default;
+  fcgi::Params RequestParams(const ScriptTarget& script, const mail::Envelope& envelope,
+                             const char* method, std::string query, uint64_t content_length) const;
+  mail::Verdict Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
+                    std::shared_ptr<const fcgi::Body> body, double timeout_seconds) const;
+
+  config::Config config_;
+  std::unique_ptr<fcgi::Client> client_;
+  fcgi::Params constant_params_;
+  ScriptTarget validate_;
+  ScriptTarget save_;
+};
+
+}  // namespace milter

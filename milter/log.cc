@@ -1,0 +1,71 @@
+#include "milter/log.h"
+
+#include <syslog.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+
+namespace logging {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<bool> g_syslog{false};
+std::mutex g_stderr_mutex;
+
+const char* LevelName(Level level) {
+  switch (level) {
+    case Level::kError: return "error";
+    case Level::kWarning: return "warning";
+    case Level::kInfo: return "info";
+    case Level::kDebug: return "debug";
+  }
+  return "?";
+}
+
+}  // namespace
+
+void Init(const std::string& level_name, bool use_syslog) {
+  Level level = Level::kInfo;
+  if (level_name == "error") level = Level::kError;
+  if (level_name == "warning") level = Level::kWarning;
+  if (level_name == "debug") level = Level::kDebug;
+  g_level = static_cast<int>(level);
+  g_syslog = use_syslog;
+  if (use_syslog) openlog("fcgi-milter", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+bool Enabled(Level level) { return static_cast<int>(level) <= g_level.load(); }
+
+void Write(Level level, const char* format, ...) {
+  char raw[2048];
+  va_list args;
+  va_start(args, format);
+  int n = vsnprintf(raw, sizeof raw, format, args);
+  va_end(args);
+  if (n < 0) return;
+  size_t len = static_cast<size_t>(n) < sizeof raw ? static_cast<size_t>(n) : sizeof raw - 1;
+  std::string line;
+  line.reserve(len + 16);
+  for (size_t i = 0; i < len; ++i) {
+    const auto c = static_cast<unsigned char>(raw[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char esc[5];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      line += esc;
+    } else {
+      line.push_back(static_cast<char>(c));
+    }
+  }
+  if (static_cast<size_t>(n) >= sizeof raw) line += "...";
+  if (g_syslog) {
+    static const int kPriority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    syslog(kPriority[static_cast<int>(level)], "%s", line.c_str());
+    return;
+  }
+  std::lock_guard<std::mutex> lock(g_stderr_mutex);
+  std::fprintf(stderr, "fcgi-milter: %s: %s\n", LevelName(level), line.c_str());
+}
+
+}  // namespace logging

@@ -1,0 +1,26 @@
+// The daemon's log: one line per event, to stderr (systemd/journald) or syslog. Control
+// characters in a line (CR, LF, NUL from hostile input) are escaped so one event stays one line.
+// Thread-safety: all functions may be called from any thread.
+#pragma once
+
+#include <string>
+
+namespace logging {
+
+enum class Level { kError = 0, kWarning = 1, kInfo = 2, kDebug = 3 };
+
+// level_name: "error" | "warning" | "info" | "debug". use_syslog: facility mail.
+void Init(const std::string& level_name, bool use_syslog);
+bool Enabled(Level level);
+void Write(Level level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+}  // namespace logging
+
+#define LOG_AT(level, ...)                                   \
+  do {                                                       \
+    if (::logging::Enabled(level)) ::logging::Write(level, __VA_ARGS__); \
+  } while (0)
+#define LOG_ERROR(...) LOG_AT(::logging::Level::kError, __VA_ARGS__)
+#define LOG_WARNING(...) LOG_AT(::logging::Level::kWarning, __VA_ARGS__)
+#define LOG_INFO(...) LOG_AT(::logging::Level::kInfo, __VA_ARGS__)
+#define LOG_DEBUG(...) LOG_AT(::logging::Level::kDebug, __VA_ARGS__)

@@ -1,0 +1,240 @@
+// The FastCGI client against a real php-fpm: GET and POST, large bodies, STDERR, Status codes,
+// deadlines, a stopped backend, pool limits and connection reuse.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fcgi/client.h"
+#include "tests/support/php_fpm.h"
+
+namespace {
+
+using fcgi::Client;
+using fcgi::Params;
+using fcgi::Result;
+using fcgi::Status;
+using testing_support::PhpFpm;
+
+constexpr auto kDeadline = std::chrono::seconds(10);
+
+// FNV-1a 64: PHP has it as hash('fnv1a64'), so a multi-MiB body can be compared end to end.
+std::string Fnv1a64(std::string_view data) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+const char* kEchoScript = R"php(<?php
+$in = file_get_contents('php://input');
+header('Content-Type: application/json');
+echo json_encode([
+  'get' => $_GET,
+  'method' => $_SERVER['REQUEST_METHOD'],
+  'remote_addr' => $_SERVER['REMOTE_ADDR'] ?? null,
+  'content_length' => $_SERVER['CONTENT_LENGTH'] ?? null,
+  'input_length' => strlen($in),
+  'input_hash' => hash('fnv1a64', $in),
+]);
+)php";
+
+class FcgiClientTest : public ::testing::Test {
+ protected:
+  void StartPhp(PhpFpm::Options options = {}) {
+    php_ = std::make_unique<PhpFpm>(options);
+    echo_ = php_->AddScript("echo.php", kEchoScript);
+    ASSERT_TRUE(php_->Start());
+  }
+
+  std::unique_ptr<Client> MakeClient(size_t max_connections = 4, bool keep_alive = true) {
+    fcgi::ClientOptions o;
+    EXPECT_TRUE(fcgi::BackendAddress::Parse(php_->connection_type(), php_->address(), &o.address)
+                    .ok());
+    o.max_connections = max_connections;
+    o.keep_alive = keep_alive;
+    o.connect_timeout = std::chrono::seconds(2);
+    std::unique_ptr<Client> client;
+    EXPECT_TRUE(Client::Create(o, &client).ok());
+    return client;
+  }
+
+  Params ScriptParams(const std::string& script, const std::string& method,
+                      const std::string& query, uint64_t length) {
+    return {{"SCRIPT_FILENAME", script}, {"SCRIPT_NAME", "/x.php"},
+            {"REQUEST_METHOD", method},  {"QUERY_STRING", query},
+            {"CONTENT_LENGTH", std::to_string(length)},
+            {"CONTENT_TYPE", "application/octet-stream"},
+            {"REMOTE_ADDR", "192.0.2.7"}};
+  }
+
+  Result Get(Client* client, const std::string& script, const std::string& query = "") {
+    return client->Execute(ScriptParams(script, "GET", query, 0), nullptr,
+                           Client::Clock::now() + kDeadline);
+  }
+
+  std::unique_ptr<PhpFpm> php_;
+  std::string echo_;
+};
+
+TEST_F(FcgiClientTest, GetDeliversQueryAndRemoteAddr) {
+  StartPhp();
+  auto client = MakeClient();
+  Result r = Get(client.get(), echo_, "rcpt_to=a%26b%3Dc%2Bd%40example.test&x=1");
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.response.status, 200);
+  EXPECT_EQ(r.response.Header("Content-Type"), "application/json");
+  auto j = nlohmann::json::parse(r.response.body);
+  EXPECT_EQ(j["get"]["rcpt_to"], "a&b=c+d@example.test");
+  EXPECT_EQ(j["method"], "GET");
+  EXPECT_EQ(j["remote_addr"], "192.0.2.7");
+  EXPECT_EQ(j["input_length"], 0);
+}
+
+TEST_F(FcgiClientTest, PostOfTwentyMebibytesArrivesByteExact) {
+  StartPhp();
+  auto client = MakeClient();
+  std::string data(20 * 1024 * 1024, '\0');
+  uint32_t x = 12345;
+  for (char& c : data) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  auto body = std::make_shared<fcgi::StringBody>(data);
+  Result r = client->Execute(ScriptParams(echo_, "POST", "", data.size()), body,
+                             Client::Clock::now() + std::chrono::seconds(30));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  auto j = nlohmann::json::parse(r.response.body);
+  EXPECT_EQ(j["method"], "POST");
+  EXPECT_EQ(j["input_length"], data.size());
+  EXPECT_EQ(j["input_hash"], Fnv1a64(data));
+}
+
+TEST_F(FcgiClientTest, SpooledBodyStreamsFromItsTempFile) {
+  StartPhp();
+  auto client = MakeClient();
+  auto spool = std::make_shared<fcgi::Spool>("/tmp", 64 * 1024);
+  std::string all;
+  for (int i = 0; i < 40000; ++i) {
+    std::string line = "line " + std::to_string(i) + " of a spooled body\n";
+    all += line;
+    ASSERT_TRUE(spool->Append(line).ok());
+  }
+  ASSERT_TRUE(spool->spilled());
+  Result r = client->Execute(ScriptParams(echo_, "POST", "", spool->size()), spool,
+                             Client::Clock::now() + kDeadline);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  auto j = nlohmann::json::parse(r.response.body);
+  EXPECT_EQ(j["input_length"], all.size());
+  EXPECT_EQ(j["input_hash"], Fnv1a64(all));
+}
+
+TEST_F(FcgiClientTest, StderrWrittenBeforeStdoutIsKeptApart) {
+  StartPhp();
+  // Message type 4 goes to the SAPI logger: php-fpm sends it as FastCGI STDERR.
+  const std::string script = php_->AddScript("stderr.php", R"php(<?php
+error_log("first a warning", 4);
+echo "PASS";
+)php");
+  auto client = MakeClient();
+  Result r = Get(client.get(), script);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.response.body, "PASS");
+  EXPECT_NE(r.response.stderr_output.find("first a warning"), std::string::npos)
+      << r.response.stderr_output;
+}
+
+TEST_F(FcgiClientTest, MissingScriptIsStatus404) {
+  StartPhp();
+  auto client = MakeClient();
+  Result r = Get(client.get(), php_->scripts_dir() + "/nope.php");
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.response.status, 404);
+  EXPECT_NE(r.response.stderr_output.find("Primary script unknown"), std::string::npos);
+}
+
+TEST_F(FcgiClientTest, ScriptSleepingPastTheDeadlineTimesOut) {
+  StartPhp();
+  const std::string script = php_->AddScript("sleep.php", "<?php sleep(5); echo 'PASS';");
+  auto client = MakeClient();
+  const auto start = Client::Clock::now();
+  Result r = client->Execute(ScriptParams(script, "GET", "", 0), nullptr,
+                             start + std::chrono::milliseconds(700));
+  const auto took = Client::Clock::now() - start;
+  EXPECT_EQ(r.status.code(), Status::Code::kTimeout) << r.status.ToString();
+  EXPECT_LT(took, std::chrono::seconds(3));
+  EXPECT_GE(took, std::chrono::milliseconds(650));
+}
+
+TEST_F(FcgiClientTest, StoppedPhpFpmFailsFastWithConnectError) {
+  StartPhp();
+  auto client = MakeClient();
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  php_->Stop();
+  const auto start = Client::Clock::now();
+  Result r = Get(client.get(), echo_);
+  EXPECT_EQ(r.status.code(), Status::Code::kConnectFailed) << r.status.ToString();
+  EXPECT_LT(Client::Clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST_F(FcgiClientTest, TcpBackendWorks) {
+  PhpFpm::Options o;
+  o.tcp = true;
+  StartPhp(o);
+  auto client = MakeClient();
+  Result r = Get(client.get(), echo_, "a=1");
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(nlohmann::json::parse(r.response.body)["get"]["a"], "1");
+}
+
+TEST_F(FcgiClientTest, ConnectionsAreReusedAndBounded) {
+  StartPhp();
+  auto client = MakeClient(2);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        if (Get(client.get(), echo_).status.ok()) ok++;
+        EXPECT_LE(client->stats().busy + client->stats().idle, 2u);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_LE(client->stats().idle, 2u);
+  EXPECT_GE(client->stats().idle, 1u);
+}
+
+TEST_F(FcgiClientTest, ReuseAfterPhpClosedTheConnectionRetriesOnAFreshOne) {
+  PhpFpm::Options o;
+  o.max_children = 1;
+  o.max_requests = 2;  // the worker exits after two requests, closing our kept connection
+  StartPhp(o);
+  auto client = MakeClient(1);
+  for (int i = 0; i < 10; ++i) {
+    Result r = Get(client.get(), echo_);
+    ASSERT_TRUE(r.status.ok()) << "request " << i << ": " << r.status.ToString();
+  }
+}
+
+TEST_F(FcgiClientTest, WaitingForABusyPoolEndsAtTheDeadline) {
+  StartPhp();
+  const std::string script = php_->AddScript("sleep.php", "<?php sleep(2); echo 'PASS';");
+  auto client = MakeClient(1);
+  std::thread slow([&] { EXPECT_TRUE(Get(client.get(), script).status.ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Result r = client->Execute(ScriptParams(echo_, "GET", "", 0), nullptr,
+                             Client::Clock::now() + std::chrono::milliseconds(300));
+  EXPECT_EQ(r.status.code(), Status::Code::kTimeout);
+  EXPECT_NE(r.status.message().find("free connection"), std::string::npos) << r.status.message();
+  slow.join();
+}
+
+}  // namespace
