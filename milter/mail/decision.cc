@@ -1,0 +1,114 @@
+// The decision table; see decision.h.
+#include "milter/mail/decision.h"
+
+#include <utility>
+
+#include "milter/mail/reply.h"
+
+namespace mail {
+namespace {
+
+constexpr const char* kTempfailText = "Temporary failure, try again later";
+
+Verdict Make(Verdict::Action action, std::string code, std::string enhanced, std::string text,
+             std::string reason) {
+  Verdict v;
+  v.action = action;
+  v.smtp_code = std::move(code);
+  v.enhanced_code = std::move(enhanced);
+  v.text = std::move(text);
+  v.reason = std::move(reason);
+  return v;
+}
+
+Verdict Tempfail(std::string reason) {
+  return Make(Verdict::Action::kTempfail, "451", "4.3.0", kTempfailText, std::move(reason));
+}
+
+Verdict Accept(std::string reason) {
+  return Make(Verdict::Action::kAccept, "", "", "", std::move(reason));
+}
+
+std::string Quoted(const ScriptReply& reply) {
+  return "\"" + reply.first_line + "\"";
+}
+
+// A script-dictated REJECT/TEMPFAIL; the parser already guarantees the code class matches.
+Verdict Honour(Stage stage, const ScriptReply& reply) {
+  const bool reject = reply.kind == ScriptReply::Kind::kReject;
+  std::string enhanced = reply.enhanced_code;
+  if (enhanced.empty()) {
+    enhanced = reject ? (stage == Stage::kValidate ? "5.1.1" : "5.7.1") : "4.3.0";
+  }
+  std::string text = reply.text;
+  if (text.empty()) {
+    text = reject ? (stage == Stage::kValidate ? "Recipient address rejected" : "Message rejected")
+                  : kTempfailText;
+  }
+  return Make(reject ? Verdict::Action::kReject : Verdict::Action::kTempfail, reply.smtp_code,
+              std::move(enhanced), std::move(text), std::string("script replied ") + Quoted(reply));
+}
+
+}  // namespace
+
+Verdict Decide(Stage stage, const BackendOutcome& outcome) {
+  if (!outcome.transport.ok()) {
+    return Tempfail(std::string("backend failure: ") + outcome.transport.ToString());
+  }
+  const ScriptReply reply = ParseScriptReply(outcome.body);
+  if (outcome.http_status < 200 || outcome.http_status > 299) {
+    return Tempfail("script returned Status: " + std::to_string(outcome.http_status) +
+                    " (first line " + Quoted(reply) + ")");
+  }
+  // Whitespace only counts as empty (the parser skips it): there is nothing to parse, so the
+  // backend is in trouble rather than the recipient or message.
+  const bool empty = reply.first_line.empty();
+
+  using Kind = ScriptReply::Kind;
+  if (stage == Stage::kValidate) {
+    switch (reply.kind) {
+      case Kind::kPass: return Accept("script replied " + Quoted(reply));
+      case Kind::kReject:
+      case Kind::kTempfail: return Honour(stage, reply);
+      case Kind::kSaved:
+      case Kind::kDiscard:
+      case Kind::kOther: break;
+    }
+    if (empty) return Tempfail("script returned an empty reply");
+    return Make(Verdict::Action::kReject, "550", "5.1.1",
+                "Recipient address rejected: User unknown",
+                "script replied " + Quoted(reply) + " (not PASS)");
+  }
+
+  switch (reply.kind) {
+    case Kind::kSaved: return Accept("script replied " + Quoted(reply));
+    case Kind::kReject:
+    case Kind::kTempfail: return Honour(stage, reply);
+    case Kind::kDiscard:
+      return Make(Verdict::Action::kDiscard, "", "", "", "script replied " + Quoted(reply));
+    case Kind::kPass:
+    case Kind::kOther: break;
+  }
+  if (empty) return Tempfail("script returned an empty reply (not SAVED)");
+  return Tempfail("script replied " + Quoted(reply) + " (not SAVED)");
+}
+
+const char* StageName(Stage stage) {
+  switch (stage) {
+    case Stage::kValidate: return "validate";
+    case Stage::kSave: return "save";
+  }
+  return "unknown";
+}
+
+const char* ActionName(Verdict::Action action) {
+  switch (action) {
+    case Verdict::Action::kAccept: return "accept";
+    case Verdict::Action::kReject: return "reject";
+    case Verdict::Action::kTempfail: return "tempfail";
+    case Verdict::Action::kDiscard: return "discard";
+  }
+  return "unknown";
+}
+
+}  // namespace mail

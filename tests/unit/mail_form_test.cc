@@ -1,0 +1,198 @@
+// Unit tests for milter/mail/form.h: percent-encoding pinned byte by byte, and round trips
+// through PHP's own form decoder (parse_str, the code behind $_GET and $_POST).
+#include "milter/mail/form.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace mail {
+namespace {
+
+std::string AllBytes() {
+  std::string s;
+  for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
+  return s;
+}
+
+TEST(PercentEncodeTest, KeepsUnreservedCharacters) {
+  const std::string unreserved =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+  EXPECT_EQ(PercentEncode(unreserved), unreserved);
+}
+
+TEST(PercentEncodeTest, EncodesSpaceAsPercent20AndPlusAsPercent2B) {
+  EXPECT_EQ(PercentEncode("a b"), "a%20b");
+  EXPECT_EQ(PercentEncode("c+d"), "c%2Bd");
+}
+
+TEST(PercentEncodeTest, EncodesFormDelimitersAndPercent) {
+  EXPECT_EQ(PercentEncode("a&b=c%d"), "a%26b%3Dc%25d");
+  EXPECT_EQ(PercentEncode("\"a b\"@x"), "%22a%20b%22%40x");
+}
+
+TEST(PercentEncodeTest, EncodesNulAndEightBitBytesWithUppercaseHex) {
+  EXPECT_EQ(PercentEncode(std::string("\0\xff\xab\n", 4)), "%00%FF%AB%0A");
+}
+
+TEST(PercentEncodeTest, EncodesEveryByteOutsideUnreservedAsThreeCharacters) {
+  const std::string encoded = PercentEncode(AllBytes());
+  // 66 unreserved bytes stay single, the other 190 become %XX.
+  EXPECT_EQ(encoded.size(), 66u + 190u * 3u);
+  static const char kHex[] = "0123456789ABCDEF";
+  size_t pos = 0;
+  for (int i = 0; i < 256; ++i) {
+    const char c = static_cast<char>(i);
+    const bool unreserved = std::isalnum(i) || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved && i < 128) {
+      ASSERT_EQ(encoded[pos], c) << "byte " << i;
+      pos += 1;
+    } else {
+      ASSERT_EQ(encoded.substr(pos, 3), std::string({'%', kHex[i >> 4], kHex[i & 15]}))
+          << "byte " << i;
+      pos += 3;
+    }
+  }
+  EXPECT_EQ(pos, encoded.size());
+}
+
+TEST(PercentEncodeTest, EmptyInputGivesEmptyOutput) {
+  EXPECT_EQ(PercentEncode(""), "");
+  std::string out = "keep";
+  PercentEncodeAppend("", &out);
+  EXPECT_EQ(out, "keep");
+}
+
+TEST(PercentEncodeTest, AppendKeepsExistingContent) {
+  std::string out = "body=";
+  PercentEncodeAppend("x y", &out);
+  PercentEncodeAppend("&", &out);
+  EXPECT_EQ(out, "body=x%20y%26");
+}
+
+TEST(FormBuilderTest, JoinsFieldsWithAmpersandAndEncodesNamesAndValues) {
+  FormBuilder form;
+  form.Add("rcpt_to", "a&b=c+d@example.test");
+  form.Add("mail from", "");
+  form.Add("tls_on", "true");
+  EXPECT_EQ(form.str(), "rcpt_to=a%26b%3Dc%2Bd%40example.test&mail%20from=&tls_on=true");
+}
+
+TEST(FormBuilderTest, EmptyBuilderIsEmptyString) {
+  FormBuilder form;
+  EXPECT_EQ(form.str(), "");
+}
+
+TEST(FormBuilderTest, BeginFieldLeavesValueToCaller) {
+  FormBuilder form;
+  form.Add("a", "1");
+  form.BeginField("body");
+  EXPECT_EQ(form.str(), "a=1&body=");
+  std::string taken = form.Take();
+  PercentEncodeAppend("x+y", &taken);
+  EXPECT_EQ(taken, "a=1&body=x%2By");
+}
+
+// --- Round trips through PHP -------------------------------------------------------------
+
+bool HavePhp() {
+  return std::system("php -v >/dev/null 2>&1") == 0;
+}
+
+int HexNibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  return c - 'a' + 10;
+}
+
+// Runs PHP's parse_str on `query` and returns the decoded fields (name -> value bytes).
+std::map<std::string, std::string> PhpParseStr(const std::string& query) {
+  char path[] = "/tmp/mail_form_test_XXXXXX";
+  const int fd = mkstemp(path);
+  EXPECT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(query.data(), static_cast<std::streamsize>(query.size()));
+  }
+  const std::string cmd =
+      std::string("php -n -d memory_limit=512M -r '") +
+      "parse_str(file_get_contents($argv[1]), $o);"
+      "foreach ($o as $k => $v) { echo bin2hex($k), \" \", bin2hex($v), \"\\n\"; }' " +
+      path;
+  std::map<std::string, std::string> fields;
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  if (p == nullptr) return fields;
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0);
+  unlink(path);
+  auto unhex = [](std::string_view h) {
+    std::string s;
+    for (size_t i = 0; i + 1 < h.size(); i += 2) {
+      s.push_back(static_cast<char>(HexNibble(h[i]) << 4 | HexNibble(h[i + 1])));
+    }
+    return s;
+  };
+  size_t pos = 0;
+  while (pos < out.size()) {
+    const size_t nl = out.find('\n', pos);
+    const std::string_view line(out.data() + pos,
+                                (nl == std::string::npos ? out.size() : nl) - pos);
+    const size_t sp = line.find(' ');
+    if (sp != std::string_view::npos)
+      fields[unhex(line.substr(0, sp))] = unhex(line.substr(sp + 1));
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
+  }
+  return fields;
+}
+
+TEST(FormPhpRoundTripTest, PhpParseStrGivesBackHostileValuesByteExact) {
+  if (!HavePhp()) GTEST_SKIP() << "php not installed";
+  const std::map<std::string, std::string> sent = {
+      {"rcpt_to", "a&b=c+d@example.test"},
+      {"quoted", "\"a b\"@x"},
+      {"percent", "100%"},
+      {"all_bytes", AllBytes()},
+      {"empty", ""},
+      {"literal_escape", "%41%2"},
+      {"plus_only", "+"},
+      {"brackets", "a[b]=c;d"},
+      {"utf8", "J\xC3\xBCrgen \xE2\x82\xAC"},
+      {"crlf", "line1\r\nline2\n"},
+  };
+  FormBuilder form;
+  for (const auto& [name, value] : sent) form.Add(name, value);
+  EXPECT_EQ(PhpParseStr(form.str()), sent);
+}
+
+TEST(FormPhpRoundTripTest, PhpParseStrGivesBackLargeBinaryValue) {
+  if (!HavePhp()) GTEST_SKIP() << "php not installed";
+  std::string big;
+  big.reserve(1 << 20);
+  uint32_t x = 12345;
+  for (size_t i = 0; i < (1u << 20); ++i) {
+    x = x * 1103515245u + 12345u;
+    big.push_back(static_cast<char>(x >> 24));
+  }
+  FormBuilder form;
+  form.Add("remote_ip", "192.0.2.1");
+  form.Add("body", big);
+  const auto got = PhpParseStr(form.str());
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got.at("remote_ip"), "192.0.2.1");
+  EXPECT_TRUE(got.at("body") == big) << "1 MiB binary value differs after PHP decoding";
+}
+
+}  // namespace
+}  // namespace mail

@@ -1,0 +1,278 @@
+// Unit tests for milter/mail/raw_message.h: the rebuilt raw message (header whitespace kept,
+// line endings normalised across chunk boundaries) and the batched, percent-encoded output.
+#include "milter/mail/raw_message.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mail {
+namespace {
+
+int Nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Strict decoder for what the encoder may produce: unreserved bytes and %XX, uppercase.
+bool PercentDecode(const std::string& in, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = Nibble(in[i + 1]);
+      const int lo = Nibble(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi << 4 | lo));
+      i += 2;
+    } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '.' || c == '_' || c == '~') {
+      out->push_back(c);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+struct Collector {
+  std::string encoded;
+  std::vector<size_t> piece_sizes;
+  RawMessageEncoder::Sink Sink() {
+    return [this](std::string_view piece) {
+      encoded.append(piece);
+      piece_sizes.push_back(piece.size());
+      return fcgi::Status::Ok();
+    };
+  }
+  std::string Raw() const {
+    std::string raw;
+    EXPECT_TRUE(PercentDecode(encoded, &raw)) << "output is not strict percent-encoding";
+    return raw;
+  }
+};
+
+TEST(RawMessageEncoderTest, HeaderWithLeadingSpaceFlagKeepsTabAndTrailingSpaces) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  ASSERT_TRUE(enc.AddHeader("Subject", "\tHello  ", true).ok());
+  ASSERT_TRUE(enc.AddHeader("X-Empty", "", true).ok());
+  ASSERT_TRUE(enc.EndHeaders().ok());
+  ASSERT_TRUE(enc.Finish().ok());
+  EXPECT_EQ(c.Raw(), "Subject:\tHello  \nX-Empty:\n\n");
+}
+
+TEST(RawMessageEncoderTest, HeaderWithoutLeadingSpaceFlagGetsColonSpace) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  ASSERT_TRUE(enc.AddHeader("From", "a@example.test", false).ok());
+  ASSERT_TRUE(enc.Finish().ok());
+  EXPECT_EQ(c.Raw(), "From: a@example.test\n\n");
+}
+
+TEST(RawMessageEncoderTest, FoldedHeaderWithBareLfUsesChosenEnding) {
+  Collector lf;
+  RawMessageEncoder enc_lf(LineEnding::kLf, lf.Sink());
+  enc_lf.AddHeader("Received", " from a\n\tby b\r\n (c)", true);
+  enc_lf.Finish();
+  EXPECT_EQ(lf.Raw(), "Received: from a\n\tby b\n (c)\n\n");
+
+  Collector crlf;
+  RawMessageEncoder enc_crlf(LineEnding::kCrlf, crlf.Sink());
+  enc_crlf.AddHeader("Received", " from a\n\tby b\r\n (c)", true);
+  enc_crlf.Finish();
+  EXPECT_EQ(crlf.Raw(), "Received: from a\r\n\tby b\r\n (c)\r\n\r\n");
+}
+
+TEST(RawMessageEncoderTest, LfModeTurnsCrlfIntoLfAndKeepsLoneCr) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.EndHeaders();
+  enc.AddBody("line1\r\nlone\rcr\r\r\nbare\nend");
+  enc.Finish();
+  EXPECT_EQ(c.Raw(), "\nline1\nlone\rcr\r\nbare\nend");
+}
+
+TEST(RawMessageEncoderTest, LfModeJoinsCrlfSplitAcrossChunks) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.EndHeaders();
+  enc.AddBody("a\r");
+  enc.AddBody("\nb\r");
+  enc.AddBody("");
+  enc.AddBody("\r");  // the first CR was lone
+  enc.AddBody("\n\r");
+  enc.Finish();  // a CR at the very end is content
+  EXPECT_EQ(c.Raw(), "\na\nb\r\n\r");
+}
+
+TEST(RawMessageEncoderTest, CrlfModeTurnsBareLfIntoCrlfAndKeepsCrlf) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kCrlf, c.Sink());
+  enc.AddHeader("A", " b", true);
+  enc.EndHeaders();
+  enc.AddBody("x\r\ny\nz\rw\n\n");
+  enc.Finish();
+  EXPECT_EQ(c.Raw(), "A: b\r\n\r\nx\r\ny\r\nz\rw\r\n\r\n");
+}
+
+TEST(RawMessageEncoderTest, CrlfModeDoesNotDoubleCrSplitAcrossChunks) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kCrlf, c.Sink());
+  enc.EndHeaders();
+  enc.AddBody("a\r");
+  enc.AddBody("\nb");
+  enc.AddBody("\n");
+  enc.Finish();
+  EXPECT_EQ(c.Raw(), "\r\na\r\nb\r\n");
+}
+
+TEST(RawMessageEncoderTest, EmptyBodyEndsWithTheSeparatorLine) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.AddHeader("Subject", " hi", true);
+  enc.EndHeaders();
+  ASSERT_TRUE(enc.Finish().ok());
+  EXPECT_EQ(c.Raw(), "Subject: hi\n\n");
+  EXPECT_EQ(enc.raw_size(), 13u);
+}
+
+TEST(RawMessageEncoderTest, MessageWithoutHeadersStartsWithEmptyLine) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.EndHeaders();
+  enc.AddBody("body\r\n");
+  enc.Finish();
+  EXPECT_EQ(c.Raw(), "\nbody\n");
+}
+
+TEST(RawMessageEncoderTest, BodyWithoutEndHeadersImpliesSeparator) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.AddHeader("A", " b", true);
+  enc.AddBody("x\r\n");
+  enc.Finish();
+  EXPECT_EQ(c.Raw(), "A: b\n\nx\n");
+}
+
+TEST(RawMessageEncoderTest, HeaderAfterEndHeadersIsRejected) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.EndHeaders();
+  EXPECT_EQ(enc.AddHeader("Late", " x", true).code(), fcgi::Status::Code::kInvalidArgument);
+  enc.Finish();
+  EXPECT_EQ(enc.AddBody("x").code(), fcgi::Status::Code::kInvalidArgument);
+  EXPECT_EQ(c.Raw(), "\n");
+}
+
+TEST(RawMessageEncoderTest, OutputIsPercentEncodedForTheForm) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.AddHeader("Subject", " a&b=c+d 100%", true);
+  enc.Finish();
+  EXPECT_EQ(c.encoded, "Subject%3A%20a%26b%3Dc%2Bd%20100%25%0A%0A");
+}
+
+TEST(RawMessageEncoderTest, NothingReachesSinkBeforeFinishForSmallMessage) {
+  Collector c;
+  RawMessageEncoder enc(LineEnding::kLf, c.Sink());
+  enc.AddHeader("A", " b", true);
+  enc.AddBody("small\r\n");
+  EXPECT_TRUE(c.piece_sizes.empty());
+  enc.Finish();
+  EXPECT_EQ(c.piece_sizes.size(), 1u);
+  enc.Finish();
+  EXPECT_EQ(c.piece_sizes.size(), 1u) << "Finish must be idempotent";
+}
+
+TEST(RawMessageEncoderTest, SinkFailureIsStickyAndStopsOutput) {
+  int calls = 0;
+  RawMessageEncoder enc(LineEnding::kLf, [&calls](std::string_view) {
+    ++calls;
+    return fcgi::Status::IoError("backend went away");
+  });
+  enc.EndHeaders();
+  const std::string chunk(64 * 1024, '\xff');
+  fcgi::Status s = enc.AddBody(chunk);
+  EXPECT_EQ(s.code(), fcgi::Status::Code::kIoError);
+  EXPECT_EQ(enc.AddBody(chunk).code(), fcgi::Status::Code::kIoError);
+  EXPECT_EQ(enc.Finish().code(), fcgi::Status::Code::kIoError);
+  EXPECT_EQ(calls, 1);
+}
+
+// Reference conversion of a whole CRLF body, written the slow obvious way.
+std::string Expected(const std::string& body, LineEnding ending) {
+  std::string out;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const bool crlf = body[i] == '\r' && i + 1 < body.size() && body[i + 1] == '\n';
+    if (ending == LineEnding::kLf) {
+      if (crlf) continue;  // the LF follows
+      out.push_back(body[i]);
+    } else {
+      if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) out.push_back('\r');
+      out.push_back(body[i]);
+    }
+  }
+  return out;
+}
+
+void RoundTripLargeBody(LineEnding ending) {
+  // 5 MiB of text lines with CRLF, lone CRs, bare LFs and 8-bit bytes, in odd-sized chunks.
+  std::string body;
+  uint32_t x = 2463534242u;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+  };
+  while (body.size() < 5u * 1024 * 1024) {
+    const uint32_t r = next();
+    switch (r % 16) {
+      case 0:
+      case 1:
+      case 2: body += "\r\n"; break;
+      case 3: body += '\r'; break;
+      case 4: body += '\n'; break;
+      default: body += static_cast<char>(r >> 24); break;
+    }
+  }
+  Collector c;
+  RawMessageEncoder enc(ending, c.Sink());
+  ASSERT_TRUE(enc.AddHeader("Subject", " big", true).ok());
+  ASSERT_TRUE(enc.EndHeaders().ok());
+  for (size_t pos = 0; pos < body.size();) {
+    const size_t n = std::min<size_t>(body.size() - pos, 1 + next() % 70000);
+    ASSERT_TRUE(enc.AddBody(std::string_view(body).substr(pos, n)).ok());
+    pos += n;
+  }
+  ASSERT_TRUE(enc.Finish().ok());
+
+  const std::string nl = ending == LineEnding::kLf ? "\n" : "\r\n";
+  const std::string expected = "Subject: big" + nl + nl + Expected(body, ending);
+  const std::string raw = c.Raw();
+  EXPECT_EQ(raw.size(), expected.size());
+  EXPECT_TRUE(raw == expected) << "5 MiB body differs after decoding";
+  EXPECT_EQ(enc.raw_size(), expected.size());
+
+  // Batched: few large pieces, each bounded.
+  EXPECT_LE(c.piece_sizes.size(), c.encoded.size() / RawMessageEncoder::kFlushBytes + 1);
+  for (size_t s : c.piece_sizes) EXPECT_LE(s, RawMessageEncoder::kFlushBytes + 3 * 16 * 1024);
+}
+
+TEST(RawMessageEncoderTest, LargeBodyRoundTripsInLfMode) {
+  RoundTripLargeBody(LineEnding::kLf);
+}
+
+TEST(RawMessageEncoderTest, LargeBodyRoundTripsInCrlfMode) {
+  RoundTripLargeBody(LineEnding::kCrlf);
+}
+
+}  // namespace
+}  // namespace mail
