@@ -1,0 +1,575 @@
+// Loading the JSON configuration: one table of keys, each with a check that either stores the
+// value or explains in one line what was expected and what was found. Every problem is collected.
+// nlohmann's exceptions stay inside this file; callers only see LoadResult.
+// Thread-safety: no shared state; every function may run concurrently.
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+namespace config {
+namespace {
+
+// ordered_json keeps the file's key order, so errors come out in the order the admin reads them.
+using Json = nlohmann::ordered_json;
+
+// sun_path holds 108 bytes including the NUL; libmilter refuses a path that leaves no spare byte.
+constexpr size_t kMaxFcgiSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+constexpr size_t kMaxMilterSocketPath = sizeof(sockaddr_un::sun_path) - 2;
+// Guards against `-c /dev/zero` and friends; a real config is a few hundred bytes.
+constexpr size_t kMaxFileSize = 4 << 20;
+
+std::string ToLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool HasControlChar(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+// A value as the admin would recognise it in the file; long strings are cut at a UTF-8 boundary.
+std::string Describe(const Json& v) {
+  if (v.is_object()) return "an object";
+  if (v.is_array()) return "an array";
+  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  constexpr size_t kMax = 60;
+  if (s.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    s = s.substr(0, cut) + "...";
+  }
+  return s;
+}
+
+std::string Expected(std::string_view what, const Json& v) {
+  return "expected " + std::string(what) + ", got " + Describe(v);
+}
+
+std::string FormatNumber(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", d);
+  return buf;
+}
+
+// Port number 1..65535 in decimal digits only (no service names: they depend on /etc/services).
+bool ParsePort(std::string_view s, int* port) {
+  if (s.empty() || s.size() > 5) return false;
+  int value = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  if (value < 1 || value > 65535) return false;
+  *port = value;
+  return true;
+}
+
+bool IsIpv6Literal(std::string_view s) {
+  std::string addr(s.substr(0, s.find('%')));  // a zone id ("%eth0") is not inet_pton's business
+  in6_addr out;
+  return !addr.empty() && inet_pton(AF_INET6, addr.c_str(), &out) == 1;
+}
+
+// Host names and IPv4 literals: letters, digits, '.', '-', '_'. Resolution happens at run time.
+bool IsHostName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
+  });
+}
+
+// Empty when `s` is "host:port" or "[v6]:port"; otherwise what is wrong with it.
+std::string CheckHostPort(std::string_view s) {
+  std::string_view host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) return "an IPv6 address opened with '[' but not closed";
+    host = s.substr(1, close - 1);
+    if (!IsIpv6Literal(host)) return "'" + std::string(host) + "' is not an IPv6 address";
+    if (close + 1 >= s.size() || s[close + 1] != ':') return "missing ':port' after ']'";
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos) return "missing ':port'";
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return "an IPv6 address needs brackets, as in [::1]:9000";
+    }
+    if (!IsHostName(host)) return "'" + std::string(host) + "' is not a host name or address";
+  }
+  int unused;
+  if (!ParsePort(port, &unused)) return "port '" + std::string(port) + "' is not 1..65535";
+  return "";
+}
+
+std::string CheckAbsolutePath(std::string_view s) {
+  if (s.empty() || s.front() != '/') return "not an absolute path";
+  if (s.find('\0') != std::string_view::npos) return "contains a NUL byte";
+  return "";
+}
+
+// --- Per-type readers: store into *out, or return "expected ..., got ..." ---
+
+std::string ReadString(const Json& v, std::string_view what, std::string* out) {
+  if (!v.is_string()) return Expected(what, v);
+  *out = v.get<std::string>();
+  return "";
+}
+
+std::string ReadAbsolutePath(const Json& v, bool allow_empty, std::string* out) {
+  const char* what = allow_empty ? "an absolute path or \"\"" : "an absolute path";
+  if (!v.is_string()) return Expected(what, v);
+  std::string s = v.get<std::string>();
+  if (!(allow_empty && s.empty()) && !CheckAbsolutePath(s).empty()) return Expected(what, v);
+  *out = std::move(s);
+  return "";
+}
+
+std::string ReadSeconds(const Json& v, double min, double max, double* out) {
+  std::string what =
+      "a number of seconds between " + FormatNumber(min) + " and " + FormatNumber(max);
+  if (!v.is_number()) return Expected(what, v);
+  double d = v.get<double>();
+  if (!(d >= min && d <= max)) return Expected(what, v);
+  *out = d;
+  return "";
+}
+
+std::string ReadBytes(const Json& v, uint64_t min, uint64_t* out) {
+  std::string what = "a whole number of bytes";
+  if (min > 0) what += " of at least " + std::to_string(min);
+  uint64_t value = 0;
+  if (v.is_number_unsigned()) {
+    value = v.get<uint64_t>();
+  } else if (v.is_number_float()) {
+    // 1e6 is a natural way to write a size; accept it when it is a whole number.
+    double d = v.get<double>();
+    if (!(d >= 0 && d < 18446744073709551616.0) || std::floor(d) != d) return Expected(what, v);
+    value = static_cast<uint64_t>(d);
+  } else {
+    return Expected(what, v);
+  }
+  if (value < min) return Expected(what, v);
+  *out = value;
+  return "";
+}
+
+// One of a few lower-case words, compared case-insensitively; the canonical word is returned.
+std::string ReadChoice(const Json& v, std::initializer_list<const char*> choices,
+                       std::string* out) {
+  std::string what;
+  for (const char* c : choices) {
+    if (!what.empty()) what += choices.size() == 2 ? " or " : ", ";
+    what += '"' + std::string(c) + '"';
+  }
+  if (v.is_string()) {
+    std::string lower = ToLower(v.get<std::string>());
+    for (const char* c : choices) {
+      if (lower == c) {
+        *out = c;
+        return "";
+      }
+    }
+  }
+  return Expected(what, v);
+}
+
+// libmilter's spec, restricted to the unambiguous forms: the prefix is required and an inet
+// socket must name its address, so a missing "@HOST" never binds the milter to every interface.
+std::string ReadMilterSocket(const Json& v, std::string* out) {
+  constexpr const char* kWhat =
+      "\"unix:/absolute/path\", \"local:/absolute/path\", \"inet:PORT@HOST\" or "
+      "\"inet6:PORT@HOST\"";
+  if (!v.is_string()) return Expected(kWhat, v);
+  std::string s = v.get<std::string>();
+  size_t colon = s.find(':');
+  if (colon == std::string::npos) return Expected(kWhat, v);
+  std::string scheme = ToLower(s.substr(0, colon));
+  std::string rest = s.substr(colon + 1);
+  if (scheme == "unix" || scheme == "local") {
+    std::string why = CheckAbsolutePath(rest);
+    if (!why.empty()) return Expected(kWhat, v) + " (the path is " + why + ")";
+    if (rest.size() > kMaxMilterSocketPath) {
+      return "the socket path is " + std::to_string(rest.size()) + " bytes long; at most " +
+             std::to_string(kMaxMilterSocketPath) + " fit in a unix socket address";
+    }
+  } else if (scheme == "inet" || scheme == "inet6") {
+    size_t at = rest.find('@');
+    if (at == std::string::npos) {
+      return Expected(kWhat, v) + " (name the address to listen on, e.g. " + scheme +
+             ":8894@127.0.0.1)";
+    }
+    int port;
+    if (!ParsePort(std::string_view(rest).substr(0, at), &port)) {
+      return Expected(kWhat, v) + " (port '" + rest.substr(0, at) + "' is not 1..65535)";
+    }
+    std::string host = rest.substr(at + 1);
+    bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    std::string bare = bracketed ? host.substr(1, host.size() - 2) : host;
+    in_addr v4;
+    bool ok = scheme == "inet"
+                  ? (bracketed ? inet_pton(AF_INET, bare.c_str(), &v4) == 1 : IsHostName(bare))
+                  : (IsIpv6Literal(bare) || (!bracketed && IsHostName(bare)));
+    if (!ok) return Expected(kWhat, v) + " ('" + host + "' is not a usable host)";
+  } else {
+    return Expected(kWhat, v);
+  }
+  *out = scheme + ":" + rest;
+  return "";
+}
+
+std::string ReadSocketMode(const Json& v, int* out) {
+  constexpr const char* kWhat = "an octal mode as a string, such as \"0660\"";
+  if (!v.is_string()) return Expected(kWhat, v);  // 660 as a number would be read as decimal
+  std::string s = v.get<std::string>();
+  if (s.empty() || s.size() > 4) return Expected(kWhat, v);
+  int mode = 0;
+  for (char c : s) {
+    if (c < '0' || c > '7') return Expected(kWhat, v);
+    mode = mode * 8 + (c - '0');
+  }
+  if (mode > 0777) return Expected(std::string(kWhat) + " no greater than \"0777\"", v);
+  *out = mode;
+  return "";
+}
+
+// --- The schema ---
+
+using Reader = std::string (*)(const Json&, Config&);
+
+struct KeySpec {
+  const char* name;
+  bool required;
+  Reader read;
+};
+
+// clang-format off
+const KeySpec kKeys[] = {
+  {"fcgi_connection_type", false, [](const Json& v, Config& c) {
+    std::string word;
+    std::string err = ReadChoice(v, {"unix", "tcp"}, &word);
+    if (err.empty()) {
+      c.fcgi_connection_type = word == "tcp" ? ConnectionType::kTcp : ConnectionType::kUnix;
+    }
+    return err;
+  }},
+  {"fcgi_connection_address", true, [](const Json& v, Config& c) {
+    // Checked against the connection type once every key is read.
+    std::string err = ReadString(v, "a socket path or host:port", &c.fcgi_connection_address);
+    if (err.empty() && c.fcgi_connection_address.empty()) {
+      err = Expected("a socket path or host:port", v);
+    }
+    return err;
+  }},
+  {"fcgi_script_filename_validate", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.fcgi_script_filename_validate);
+  }},
+  {"fcgi_script_filename_save", true, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, false, &c.fcgi_script_filename_save);
+  }},
+  {"milter_socket", false, [](const Json& v, Config& c) {
+    return ReadMilterSocket(v, &c.milter_socket);
+  }},
+  {"milter_socket_mode", false, [](const Json& v, Config& c) {
+    return ReadSocketMode(v, &c.milter_socket_mode);
+  }},
+  {"fcgi_connect_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.fcgi_connect_timeout);
+  }},
+  {"validate_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.validate_timeout);  // Postfix milter_command_timeout: 30 s
+  }},
+  {"save_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 299, &c.save_timeout);  // Postfix milter_content_timeout: 300 s
+  }},
+  {"body_line_endings", false, [](const Json& v, Config& c) {
+    std::string word;
+    std::string err = ReadChoice(v, {"lf", "crlf"}, &word);
+    if (err.empty()) c.body_line_endings = word == "crlf" ? LineEnding::kCrlf : LineEnding::kLf;
+    return err;
+  }},
+  {"spool_directory", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, false, &c.spool_directory);
+  }},
+  {"spool_threshold", false, [](const Json& v, Config& c) {
+    return ReadBytes(v, 0, &c.spool_threshold);
+  }},
+  {"max_message_size", false, [](const Json& v, Config& c) {
+    return ReadBytes(v, 0, &c.max_message_size);
+  }},
+  {"max_reply_size", false, [](const Json& v, Config& c) {
+    return ReadBytes(v, 1, &c.max_reply_size);
+  }},
+  {"log_level", false, [](const Json& v, Config& c) {
+    return ReadChoice(v, {"error", "warning", "info", "debug"}, &c.log_level);
+  }},
+  {"server_name", false, [](const Json& v, Config& c) {
+    constexpr const char* kWhat = "a host name string (\"\" = this machine's)";
+    std::string err = ReadString(v, kWhat, &c.server_name);
+    if (err.empty() && HasControlChar(c.server_name)) err = Expected(kWhat, v);
+    return err;
+  }},
+};
+// clang-format on
+
+const KeySpec* FindKey(std::string_view name) {
+  for (const KeySpec& k : kKeys) {
+    if (name == k.name) return &k;
+  }
+  return nullptr;
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known key nearest to a misspelt one, or "" when none is close enough to be a typo.
+std::string ClosestKey(std::string_view unknown) {
+  std::string lower = ToLower(unknown);
+  std::replace(lower.begin(), lower.end(), '-', '_');
+  size_t limit = lower.size() <= 4 ? 1 : lower.size() <= 8 ? 2 : 3;
+  std::string best;
+  size_t best_distance = limit + 1;
+  for (const KeySpec& k : kKeys) {
+    size_t d = EditDistance(lower, k.name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = k.name;
+    }
+  }
+  return best;
+}
+
+std::string UnknownKeyError(const std::string& origin, const std::string& key, const Json& v) {
+  std::string msg = origin + ": unknown key '" + key + "'";
+  std::string suggestion = ClosestKey(key);
+  if (!suggestion.empty()) return msg + " (did you mean '" + suggestion + "'?)";
+  // Go-Guerrilla nested its processor keys in "backend_config"; ours live at the top level.
+  if (v.is_object()) {
+    for (const auto& item : v.items()) {
+      if (FindKey(item.key())) return msg + " (keys go at the top level, not inside an object)";
+    }
+  }
+  return msg;
+}
+
+// 1-based line and column (in UTF-8 characters) of the byte at `index`, which may be one past
+// the end when the parser hit end of input.
+void LineAndColumn(std::string_view text, size_t index, size_t* line, size_t* column) {
+  index = std::min(index, text.size());
+  *line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + index, '\n'));
+  size_t line_start = index == 0 ? std::string_view::npos : text.rfind('\n', index - 1);
+  line_start = line_start == std::string_view::npos ? 0 : line_start + 1;
+  *column = 1;
+  for (size_t i = line_start; i < index; ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++*column;
+  }
+}
+
+// "[json.exception.parse_error.101] parse error at line 3, column 8: syntax error ..." ->
+// "syntax error ...": we print our own position.
+std::string StripNlohmannPrefix(const std::string& what) {
+  size_t bracket = what.find("] ");
+  if (bracket == std::string::npos) return what;
+  std::string rest = what.substr(bracket + 2);
+  size_t colon = rest.find(": ");
+  if (rest.rfind("parse error", 0) == 0 && colon != std::string::npos)
+    return rest.substr(colon + 2);
+  return rest;
+}
+
+// The mistakes JSON newcomers make most, named instead of leaving a bare "unexpected '}'".
+std::string SyntaxHint(std::string_view text, size_t index) {
+  if (index >= text.size()) return "";
+  char c = text[index];
+  if (c == '/' || c == '#') return " (JSON has no comments; see docs/config.md)";
+  if (c == '}' || c == ']') {
+    size_t prev = text.find_last_not_of(" \t\r\n", index == 0 ? 0 : index - 1);
+    if (index > 0 && prev != std::string_view::npos && text[prev] == ',') {
+      return " (JSON allows no comma after the last item)";
+    }
+  }
+  if (c == '\'') return " (JSON strings take double quotes)";
+  return "";
+}
+
+void CheckConnectionAddress(const std::string& origin, Config& c,
+                            std::vector<std::string>* errors) {
+  const std::string& a = c.fcgi_connection_address;
+  std::string prefix = origin + ": key 'fcgi_connection_address': ";
+  if (c.fcgi_connection_type == ConnectionType::kUnix) {
+    std::string why = CheckAbsolutePath(a);
+    if (!why.empty()) {
+      std::string hint =
+          CheckHostPort(a).empty() ? "; for host:port set fcgi_connection_type to \"tcp\"" : "";
+      errors->push_back(prefix + "expected an absolute socket path (fcgi_connection_type is " +
+                        "\"unix\"" + hint + "), got " + Describe(Json(a)));
+    } else if (a.size() > kMaxFcgiSocketPath) {
+      errors->push_back(prefix + "the socket path is " + std::to_string(a.size()) +
+                        " bytes long; at most " + std::to_string(kMaxFcgiSocketPath) +
+                        " fit in a unix socket address");
+    }
+  } else {
+    std::string why = CheckHostPort(a);
+    if (!why.empty()) {
+      std::string hint = a.front() == '/' ? "; for a socket path set fcgi_connection_type to "
+                                            "\"unix\""
+                                          : "";
+      errors->push_back(prefix + "expected host:port or [IPv6]:port (fcgi_connection_type is " +
+                        "\"tcp\"" + hint + "), got " + Describe(Json(a)) + ": " + why);
+    }
+  }
+}
+
+LoadResult ParseChecked(std::string_view text, const std::string& origin) {
+  LoadResult result;
+  std::vector<std::string>& errors = result.errors;
+
+  std::vector<std::string> duplicates;
+  std::set<std::string> seen;
+  Json::parser_callback_t note_duplicates = [&](int depth, Json::parse_event_t event,
+                                                Json& parsed) {
+    if (event == Json::parse_event_t::key && depth == 1 && parsed.is_string()) {
+      if (!seen.insert(parsed.get<std::string>()).second) {
+        duplicates.push_back(parsed.get<std::string>());
+      }
+    }
+    return true;
+  };
+
+  Json root;
+  try {
+    root = Json::parse(text.begin(), text.end(), note_duplicates);
+  } catch (const Json::parse_error& e) {
+    // e.byte is 1-based: the position of the last character read.
+    size_t index = e.byte == 0 ? 0 : e.byte - 1;
+    size_t line;
+    size_t column;
+    LineAndColumn(text, index, &line, &column);
+    errors.push_back(origin + ": line " + std::to_string(line) + ", column " +
+                     std::to_string(column) + ": invalid JSON: " + StripNlohmannPrefix(e.what()) +
+                     SyntaxHint(text, index));
+    return result;
+  } catch (const Json::exception& e) {
+    // out_of_range.406 ("number overflow parsing '1e400'") carries no position.
+    errors.push_back(origin + ": invalid JSON: " + StripNlohmannPrefix(e.what()));
+    return result;
+  }
+
+  if (!root.is_object()) {
+    errors.push_back(origin +
+                     ": expected a JSON object { \"key\": value, ... } at the top level, got " +
+                     Describe(root));
+    return result;
+  }
+
+  Config& c = result.config;
+  bool type_ok = true;
+  bool address_ok = true;
+  size_t address_error_slot = 0;  // keeps the address's error in file order once it is checked
+  for (const auto& item : root.items()) {
+    const std::string& key = item.key();
+    if (key == "fcgi_connection_address") address_error_slot = errors.size();
+    const KeySpec* spec = FindKey(key);
+    if (spec == nullptr) {
+      errors.push_back(UnknownKeyError(origin, key, item.value()));
+      continue;
+    }
+    std::string err = spec->read(item.value(), c);
+    if (!err.empty()) {
+      errors.push_back(origin + ": key '" + key + "': " + err);
+      if (key == "fcgi_connection_type") type_ok = false;
+      if (key == "fcgi_connection_address") address_ok = false;
+    }
+  }
+  for (const std::string& key : duplicates) {
+    errors.push_back(origin + ": key '" + key + "' appears more than once");
+  }
+  for (const KeySpec& k : kKeys) {
+    if (k.required && !root.contains(k.name)) {
+      errors.push_back(origin + ": missing required key '" + k.name + "'");
+    }
+  }
+  if (type_ok && address_ok && !c.fcgi_connection_address.empty()) {
+    std::vector<std::string> address_errors;
+    CheckConnectionAddress(origin, c, &address_errors);
+    errors.insert(errors.begin() + static_cast<std::ptrdiff_t>(address_error_slot),
+                  address_errors.begin(), address_errors.end());
+  }
+  return result;
+}
+
+}  // namespace
+
+LoadResult Parse(std::string_view json_text, const std::string& origin) {
+  try {
+    return ParseChecked(json_text, origin);
+  } catch (const std::exception& e) {  // bad_alloc, or a nlohmann surprise: never let it escape
+    LoadResult result;
+    result.errors.push_back(origin + ": cannot load: " + e.what());
+    return result;
+  }
+}
+
+LoadResult LoadFile(const std::string& path) {
+  auto fail = [&](const std::string& why) {
+    LoadResult result;
+    result.errors.push_back(path + ": cannot read: " + why);
+    return result;
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(std::strerror(errno));
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail(std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxFileSize) {
+      ::close(fd);
+      return fail("larger than " + std::to_string(kMaxFileSize >> 20) +
+                  " MiB, not a configuration file");
+    }
+  }
+  ::close(fd);
+  return Parse(text, path);
+}
+
+}  // namespace config

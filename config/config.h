@@ -1,0 +1,57 @@
+// The daemon's configuration: the JSON schema, its defaults, and loading that reports every
+// problem at once (key named, expected and found value shown), so an admin fixes a file in one go.
+// docs/config.md is the reference for each key; keep the two in step.
+// Thread-safety: plain values and pure functions; a loaded Config may be read from any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace config {
+
+enum class ConnectionType { kUnix, kTcp };
+enum class LineEnding { kLf, kCrlf };
+
+struct Config {
+  // The original Go processor's four keys, verbatim.
+  ConnectionType fcgi_connection_type = ConnectionType::kUnix;
+  // Required. kUnix: an absolute socket path. kTcp: "host:port" or "[v6addr]:port".
+  std::string fcgi_connection_address;
+  // Optional SCRIPT_FILENAME of the validate script; empty = recipients are not validated.
+  std::string fcgi_script_filename_validate;
+  // Required SCRIPT_FILENAME of the save script, an absolute path.
+  std::string fcgi_script_filename_save;
+  // libmilter listen spec: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST".
+  // The prefix is stored lower-case whatever case the file used.
+  std::string milter_socket = "unix:/run/fcgi-milter/fcgi-milter.sock";
+
+  // Ours.
+  int milter_socket_mode = 0660;      // permission bits of a unix milter socket ("0660" in JSON)
+  double fcgi_connect_timeout = 5.0;  // seconds to establish one FastCGI connection
+  double validate_timeout = 20.0;     // seconds for a whole validate request; < Postfix's 30 s
+  double save_timeout = 240.0;        // seconds for a whole save request; < Postfix's 300 s
+  LineEnding body_line_endings = LineEnding::kLf;  // line endings of the `body` form field
+  std::string spool_directory = "/var/tmp";        // absolute; where large messages spill
+  uint64_t spool_threshold = 1048576;  // bytes of a message kept in memory before spilling
+  uint64_t max_message_size = 0;       // bytes of raw message, 0 = unlimited; over -> 552 5.3.4
+  uint64_t max_reply_size = 1048576;   // bytes of script output accepted
+  std::string log_level = "info";      // "error" | "warning" | "info" | "debug", lower-case
+  std::string server_name = "";        // SERVER_NAME param; "" = gethostname() at run time
+};
+
+struct LoadResult {
+  // Defaults overlaid with every value that passed its check; meaningful only when ok().
+  Config config;
+  // One line each, "<origin>: key 'save_timeout': expected ..., got ...". Empty when ok().
+  std::vector<std::string> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads, parses and validates the file at `path`; errors name `path`.
+LoadResult LoadFile(const std::string& path);
+// Parses and validates JSON text; `origin` (normally the file name) prefixes every error.
+LoadResult Parse(std::string_view json_text, const std::string& origin);
+
+}  // namespace config
