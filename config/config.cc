@@ -320,6 +320,18 @@ const KeySpec kKeys[] = {
   {"max_reply_size", false, [](const Json& v, Config& c) {
     return ReadBytes(v, 1, &c.max_reply_size);
   }},
+  {"fcgi_max_connections", false, [](const Json& v, Config& c) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < 1 || v.get<uint64_t>() > 1024) {
+      return Expected("a whole number of connections from 1 to 1024", v);
+    }
+    c.fcgi_max_connections = static_cast<size_t>(v.get<uint64_t>());
+    return std::string();
+  }},
+  {"fcgi_keep_alive", false, [](const Json& v, Config& c) {
+    if (!v.is_boolean()) return Expected("true or false", v);
+    c.fcgi_keep_alive = v.get<bool>();
+    return std::string();
+  }},
   {"log_level", false, [](const Json& v, Config& c) {
     return ReadChoice(v, {"error", "warning", "info", "debug"}, &c.log_level);
   }},

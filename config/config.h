@@ -4,6 +4,7 @@
 // Thread-safety: plain values and pure functions; a loaded Config may be read from any thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -37,6 +38,10 @@ struct Config {
   uint64_t spool_threshold = 1048576;  // bytes of a message kept in memory before spilling
   uint64_t max_message_size = 0;       // bytes of raw message, 0 = unlimited; over -> 552 5.3.4
   uint64_t max_reply_size = 1048576;   // bytes of script output accepted
+  // Connections to the FastCGI server, busy + idle; keep below php-fpm's pm.max_children,
+  // since a kept connection pins a worker. More concurrent requests wait (up to their deadline).
+  size_t fcgi_max_connections = 4;
+  bool fcgi_keep_alive = true;  // FCGI_KEEP_CONN: reuse connections between requests
   std::string log_level = "info";      // "error" | "warning" | "info" | "debug", lower-case
   std::string server_name = "";        // SERVER_NAME param; "" = gethostname() at run time
 };

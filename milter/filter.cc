@@ -322,6 +322,8 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   options.connect_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
   options.max_reply_bytes = config.max_reply_size;
+  options.max_connections = config.fcgi_max_connections;
+  options.keep_alive = config.fcgi_keep_alive;
   s = fcgi::Client::Create(options, &f->client_);
   if (!s.ok()) return s;
   std::string server_name = config.server_name;

@@ -391,3 +391,26 @@ TEST(ConfigParse, PathsRejectEmbeddedNul) {
 
 }  // namespace
 }  // namespace config
+
+namespace {
+
+TEST(ConfigPool, MaxConnectionsAndKeepAliveAreRead) {
+  auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_script_filename_save": "/srv/save.php", "fcgi_max_connections": 12,
+    "fcgi_keep_alive": false})", "t.json");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_EQ(r.config.fcgi_max_connections, 12u);
+  EXPECT_FALSE(r.config.fcgi_keep_alive);
+}
+
+TEST(ConfigPool, ZeroConnectionsAndAStringBooleanAreErrorsNamingTheKey) {
+  auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_script_filename_save": "/srv/save.php", "fcgi_max_connections": 0,
+    "fcgi_keep_alive": "yes"})", "t.json");
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_NE(r.errors[0].find("'fcgi_max_connections'"), std::string::npos) << r.errors[0];
+  EXPECT_NE(r.errors[1].find("'fcgi_keep_alive'"), std::string::npos) << r.errors[1];
+  EXPECT_NE(r.errors[1].find("true or false"), std::string::npos) << r.errors[1];
+}
+
+}  // namespace
