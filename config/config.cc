@@ -194,6 +194,15 @@ std::string ReadChoice(const Json& v, std::initializer_list<const char*> choices
   return Expected(what, v);
 }
 
+// A user or group name as getpwnam/getgrnam take it; existence is checked at start-up.
+std::string ReadName(const Json& v, std::string_view what, std::string* out) {
+  if (!v.is_string()) return Expected(what, v);
+  std::string s = v.get<std::string>();
+  if (HasControlChar(s) || s.find_first_of(" :/") != std::string::npos) return Expected(what, v);
+  *out = std::move(s);
+  return "";
+}
+
 // libmilter's spec, restricted to the unambiguous forms: the prefix is required and an inet
 // socket must name its address, so a missing "@HOST" never binds the milter to every interface.
 std::string ReadMilterSocket(const Json& v, std::string* out) {
@@ -330,6 +339,39 @@ const KeySpec kKeys[] = {
   {"fcgi_keep_alive", false, [](const Json& v, Config& c) {
     if (!v.is_boolean()) return Expected("true or false", v);
     c.fcgi_keep_alive = v.get<bool>();
+    return std::string();
+  }},
+  {"user", false, [](const Json& v, Config& c) {
+    return ReadName(v, "a user name (\"\" = keep the user it was started as)", &c.user);
+  }},
+  {"group", false, [](const Json& v, Config& c) {
+    return ReadName(v, "a group name (\"\" = the user's primary group)", &c.group);
+  }},
+  {"milter_socket_group", false, [](const Json& v, Config& c) {
+    return ReadName(v, "a group name (\"\" = leave the socket's group)", &c.milter_socket_group);
+  }},
+  {"pid_file", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.pid_file);
+  }},
+  {"log_target", false, [](const Json& v, Config& c) {
+    return ReadChoice(v, {"stderr", "syslog"}, &c.log_target);
+  }},
+  {"syslog_facility", false, [](const Json& v, Config& c) {
+    return ReadChoice(v, {"mail", "daemon", "user", "local0", "local1", "local2", "local3",
+                          "local4", "local5", "local6", "local7"}, &c.syslog_facility);
+  }},
+  {"shutdown_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0, 600, &c.shutdown_timeout);
+  }},
+  {"metrics_listen", false, [](const Json& v, Config& c) {
+    constexpr const char* kWhat = "\"host:port\" (such as \"127.0.0.1:9466\") or \"\" for off";
+    std::string err = ReadString(v, kWhat, &c.metrics_listen);
+    if (!err.empty() || c.metrics_listen.empty()) return err;
+    const size_t colon = c.metrics_listen.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == c.metrics_listen.size() ||
+        c.metrics_listen.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+      return Expected(kWhat, v);
+    }
     return std::string();
   }},
   {"log_level", false, [](const Json& v, Config& c) {
