@@ -626,4 +626,50 @@ LoadResult LoadFile(const std::string& path) {
   return Parse(text, path);
 }
 
+std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
+  auto num = [](double d) { return FormatNumber(d); };
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", c.milter_socket_mode);
+  return {
+      {"fcgi_connection_type", c.fcgi_connection_type == ConnectionType::kTcp ? "tcp" : "unix"},
+      {"fcgi_connection_address", c.fcgi_connection_address},
+      {"fcgi_script_filename_validate", c.fcgi_script_filename_validate},
+      {"fcgi_script_filename_save", c.fcgi_script_filename_save},
+      {"milter_socket", c.milter_socket},
+      {"milter_socket_mode", mode},
+      {"fcgi_connect_timeout", num(c.fcgi_connect_timeout)},
+      {"validate_timeout", num(c.validate_timeout)},
+      {"save_timeout", num(c.save_timeout)},
+      {"body_line_endings", c.body_line_endings == LineEnding::kCrlf ? "crlf" : "lf"},
+      {"spool_directory", c.spool_directory},
+      {"spool_threshold", std::to_string(c.spool_threshold)},
+      {"max_message_size", std::to_string(c.max_message_size)},
+      {"max_reply_size", std::to_string(c.max_reply_size)},
+      {"fcgi_max_connections", std::to_string(c.fcgi_max_connections)},
+      {"fcgi_keep_alive", c.fcgi_keep_alive ? "true" : "false"},
+      {"user", c.user},
+      {"group", c.group},
+      {"milter_socket_group", c.milter_socket_group},
+      {"pid_file", c.pid_file},
+      {"log_target", c.log_target},
+      {"syslog_facility", c.syslog_facility},
+      {"shutdown_timeout", num(c.shutdown_timeout)},
+      {"metrics_listen", c.metrics_listen},
+      {"log_level", c.log_level},
+      {"server_name", c.server_name},
+  };
+}
+
+std::vector<std::string> ChangedKeys(const Config& before, const Config& after) {
+  const auto a = Summarize(before);
+  const auto b = Summarize(after);
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (a[i].second != b[i].second) {
+      changed.push_back(a[i].first + ": \"" + a[i].second + "\" -> \"" + b[i].second + "\"");
+    }
+  }
+  return changed;
+}
+
 }  // namespace config

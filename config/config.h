@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace config {
@@ -67,5 +68,10 @@ struct LoadResult {
 LoadResult LoadFile(const std::string& path);
 // Parses and validates JSON text; `origin` (normally the file name) prefixes every error.
 LoadResult Parse(std::string_view json_text, const std::string& origin);
+
+// Every key with its value as text, in schema order (for logs and `-t`).
+std::vector<std::pair<std::string, std::string>> Summarize(const Config& config);
+// "key: \"old\" -> \"new\"" for each key whose value differs (for reload logs).
+std::vector<std::string> ChangedKeys(const Config& before, const Config& after);
 
 }  // namespace config

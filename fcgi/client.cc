@@ -4,6 +4,8 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -151,7 +153,13 @@ Status Client::Loop::Start() {
   return Status::Ok();
 }
 
-void Client::Loop::Run() { event_base_dispatch(base_); }
+void Client::Loop::Run() {
+  // Signals are the embedding program's business, never this I/O thread's.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  event_base_dispatch(base_);
+}
 
 void Client::Loop::Stop() {
   if (!thread_.joinable()) {

@@ -5,7 +5,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <cstring>
 #include <optional>
 
@@ -19,10 +21,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Filter* g_filter = nullptr;
+std::mutex g_current_mutex;
+std::shared_ptr<const Filter> g_current;
+std::atomic<int> g_in_flight{0};
 
 // Per-message state, from MAIL FROM to end of message or abort.
 struct Message {
+  std::shared_ptr<const Filter> filter;  // the config this transaction started with
   mail::Envelope envelope;
   std::shared_ptr<fcgi::Spool> spool;
   std::unique_ptr<mail::RawMessageEncoder> encoder;
@@ -165,8 +170,9 @@ sfsistat OnHelo(SMFICTX* ctx, char* helo) {
 sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
   return Guarded("mail", [&] {
     Session* s = EnsureSession(ctx);
-    const config::Config& cfg = g_filter->config();
     Message& m = s->message.emplace();
+    m.filter = Filter::Current();
+    const config::Config& cfg = m.filter->config();
     m.envelope = s->connection;
     m.envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
     m.envelope.auth_login = Macro(ctx, "{auth_authen}");
@@ -188,7 +194,7 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
     Message& m = *s->message;
     RefreshQueueId(ctx, &m);
     const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
-    const mail::Verdict v = g_filter->Validate(m.envelope, rcpt);
+    const mail::Verdict v = m.filter->Validate(m.envelope, rcpt);
     if (v.action == mail::Verdict::Action::kAccept) {
       m.envelope.recipients.push_back(rcpt);
     } else {
@@ -205,7 +211,7 @@ sfsistat OnData(SMFICTX*) { return SMFIS_CONTINUE; }
 
 // A failed spool write (disk full) or an oversize message ends the transaction early.
 sfsistat CheckMessage(SMFICTX* ctx, Message& m, const fcgi::Status& written) {
-  const uint64_t limit = g_filter->config().max_message_size;
+  const uint64_t limit = m.filter->config().max_message_size;
   if (limit != 0 && m.encoder->raw_size() > limit) {
     mail::Verdict v;
     v.action = mail::Verdict::Action::kReject;
@@ -267,7 +273,7 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     if (early != SMFIS_CONTINUE) return early;
     m.envelope.message_size = m.encoder->raw_size();
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
-    const mail::Verdict v = g_filter->Save(m.envelope, m.spool);
+    const mail::Verdict v = m.filter->Save(m.envelope, m.spool);
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
@@ -343,8 +349,19 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   return fcgi::Status::Ok();
 }
 
-smfiDesc* Filter::Install(Filter* filter) {
-  g_filter = filter;
+void Filter::SetCurrent(std::shared_ptr<const Filter> filter) {
+  std::lock_guard<std::mutex> lock(g_current_mutex);
+  g_current = std::move(filter);
+}
+
+std::shared_ptr<const Filter> Filter::Current() {
+  std::lock_guard<std::mutex> lock(g_current_mutex);
+  return g_current;
+}
+
+int Filter::RequestsInFlight() { return g_in_flight.load(); }
+
+smfiDesc* Filter::Description() {
   static smfiDesc desc = {
       const_cast<char*>("fcgi-milter"),
       SMFI_VERSION,
@@ -387,7 +404,9 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
                           std::shared_ptr<const fcgi::Body> body, double timeout_seconds) const {
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  g_in_flight++;
   fcgi::Result result = client_->Execute(params, std::move(body), deadline);
+  g_in_flight--;
   mail::BackendOutcome outcome;
   outcome.transport = result.status;
   outcome.http_status = result.response.status;

@@ -30,8 +30,14 @@ class Filter {
   // Builds the FastCGI client and the constant params. Fails on an unusable backend address.
   static fcgi::Status Create(const config::Config& config, std::unique_ptr<Filter>* out);
 
-  // Makes this the filter the libmilter callbacks use, and returns libmilter's table.
-  static smfiDesc* Install(Filter* filter);
+  // The filter new transactions use. A transaction keeps the filter it started with, so a
+  // reload (SetCurrent with a new filter) never changes a message half-way.
+  static void SetCurrent(std::shared_ptr<const Filter> filter);
+  static std::shared_ptr<const Filter> Current();
+  // libmilter's callback table.
+  static smfiDesc* Description();
+  // FastCGI requests in progress across all filters (a graceful stop waits for them).
+  static int RequestsInFlight();
 
   const config::Config& config() const { return config_; }
 

@@ -24,17 +24,31 @@ const char* LevelName(Level level) {
   return "?";
 }
 
+int Facility(const std::string& name) {
+  static const std::pair<const char*, int> kFacilities[] = {
+      {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+  for (const auto& [n, f] : kFacilities) {
+    if (name == n) return f;
+  }
+  return LOG_MAIL;
+}
+
 }  // namespace
 
-void Init(const std::string& level_name, bool use_syslog) {
+void Init(const std::string& level_name, const std::string& target, const std::string& facility) {
   Level level = Level::kInfo;
   if (level_name == "error") level = Level::kError;
   if (level_name == "warning") level = Level::kWarning;
   if (level_name == "debug") level = Level::kDebug;
   g_level = static_cast<int>(level);
+  const bool use_syslog = target == "syslog";
+  if (use_syslog) openlog("fcgi-milter", LOG_PID | LOG_NDELAY, Facility(facility));
   g_syslog = use_syslog;
-  if (use_syslog) openlog("fcgi-milter", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
+
 
 bool Enabled(Level level) { return static_cast<int>(level) <= g_level.load(); }
 

@@ -1,7 +1,19 @@
 // fcgi-milter's command line: run the filter in the foreground (-c FILE), or check a config and
 // the backend's reachability (-t -c FILE).
 #include <getopt.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 #include <cstdio>
 #include <cstring>
@@ -18,6 +30,8 @@ namespace {
 
 constexpr const char* kDefaultConfig = "/etc/fcgi-milter/fcgi-milter.json";
 
+std::atomic<bool> g_stopping{false};
+
 void PrintHelp() {
   std::printf(
       "Usage: fcgi-milter [-c FILE]        run the mail filter in the foreground\n"
@@ -29,7 +43,7 @@ void PrintHelp() {
       "  -h, --help          show this help\n"
       "      --version       show the version\n"
       "\n"
-      "Signals: SIGTERM or SIGHUP stop gracefully; SIGINT aborts.\n"
+      "Signals: SIGTERM or SIGHUP stop gracefully; SIGINT aborts; SIGUSR1 reloads the config.\n"
       "Documentation: README.md, docs/config.md, fcgi-milter(8).\n",
       kDefaultConfig);
 }
@@ -78,6 +92,121 @@ int CheckOnly(const std::string& path) {
   return problems == 0 ? 0 : 1;
 }
 
+// Switches to the configured user and group (with the user's supplementary groups, so
+// membership of www-data reaches php-fpm's socket). Only root can; others must not ask to.
+fcgi::Status DropPrivileges(const config::Config& cfg) {
+  if (cfg.user.empty() && cfg.group.empty()) return fcgi::Status::Ok();
+  const passwd* pw = cfg.user.empty() ? getpwuid(getuid()) : getpwnam(cfg.user.c_str());
+  if (pw == nullptr) {
+    return fcgi::Status::InvalidArgument("key 'user': no such user '" + cfg.user + "'");
+  }
+  const std::string user = pw->pw_name;
+  const uid_t uid = pw->pw_uid;
+  gid_t gid = pw->pw_gid;
+  if (!cfg.group.empty()) {
+    const group* gr = getgrnam(cfg.group.c_str());
+    if (gr == nullptr) {
+      return fcgi::Status::InvalidArgument("key 'group': no such group '" + cfg.group + "'");
+    }
+    gid = gr->gr_gid;
+  }
+  if (geteuid() != 0) {
+    if (geteuid() == uid && getegid() == gid) return fcgi::Status::Ok();
+    return fcgi::Status::InvalidArgument("keys 'user'/'group': only root can switch to " + user +
+                                         "; start as root or remove the keys");
+  }
+  if (initgroups(user.c_str(), gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kInvalidArgument,
+                                   "switching to user " + user, errno);
+  }
+  if (uid != 0 && setuid(0) == 0) {
+    return fcgi::Status::InvalidArgument("could regain root after dropping to " + user);
+  }
+  return fcgi::Status::Ok();
+}
+
+fcgi::Status PrepareSocket(const config::Config& cfg) {
+  const std::string sock = UnixSocketPath(cfg.milter_socket);
+  if (sock.empty()) return fcgi::Status::Ok();
+  if (::chmod(sock.c_str(), static_cast<mode_t>(cfg.milter_socket_mode)) != 0) {
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "chmod " + sock, errno);
+  }
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!cfg.milter_socket_group.empty()) {
+    const group* gr = getgrnam(cfg.milter_socket_group.c_str());
+    if (gr == nullptr) {
+      return fcgi::Status::InvalidArgument("key 'milter_socket_group': no such group '" +
+                                           cfg.milter_socket_group + "'");
+    }
+    gid = gr->gr_gid;
+  }
+  uid_t uid = static_cast<uid_t>(-1);
+  if (!cfg.user.empty() && geteuid() == 0) {
+    if (const passwd* pw = getpwnam(cfg.user.c_str())) uid = pw->pw_uid;
+  }
+  if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
+      ::chown(sock.c_str(), uid, gid) != 0) {
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "chown " + sock, errno);
+  }
+  return fcgi::Status::Ok();
+}
+
+fcgi::Status CheckSpoolDirectory(const config::Config& cfg) {
+  struct stat st {};
+  if (::stat(cfg.spool_directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return fcgi::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
+                                         " is not a directory");
+  }
+  if (::access(cfg.spool_directory.c_str(), W_OK | X_OK) != 0) {
+    return fcgi::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
+                                         " is not writable by this user");
+  }
+  return fcgi::Status::Ok();
+}
+
+// SIGUSR1: read the file again; new transactions use the new config, those in flight finish
+// with the old one. A file with errors is refused and the old config stays.
+void ReloadLoop(std::string path, config::Config running) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0 || g_stopping.load()) return;
+    sd_notify(0, "RELOADING=1");
+    config::LoadResult loaded = config::LoadFile(path);
+    if (!loaded.ok()) {
+      for (const std::string& e : loaded.errors) LOG_ERROR("reload refused: %s", e.c_str());
+      LOG_ERROR("reload refused: keeping the running configuration");
+      sd_notify(0, "READY=1");
+      continue;
+    }
+    std::unique_ptr<milter::Filter> filter;
+    if (fcgi::Status s = milter::Filter::Create(loaded.config, &filter); !s.ok()) {
+      LOG_ERROR("reload refused: %s; keeping the running configuration", s.ToString().c_str());
+      sd_notify(0, "READY=1");
+      continue;
+    }
+    const std::vector<std::string> changed = config::ChangedKeys(running, loaded.config);
+    static const char* const kRestartOnly[] = {"milter_socket", "milter_socket_mode",
+                                               "milter_socket_group", "user", "group", "pid_file",
+                                               "log_target", "syslog_facility", "metrics_listen"};
+    for (const std::string& c : changed) {
+      bool restart_only = false;
+      for (const char* key : kRestartOnly) {
+        if (c.rfind(std::string(key) + ":", 0) == 0) restart_only = true;
+      }
+      LOG_INFO("reload: %s%s", c.c_str(), restart_only ? " (takes effect at restart)" : "");
+    }
+    logging::Init(loaded.config.log_level, running.log_target, running.syslog_facility);
+    milter::Filter::SetCurrent(std::move(filter));
+    running = loaded.config;
+    LOG_INFO("reloaded %s (%zu change%s)", path.c_str(), changed.size(),
+             changed.size() == 1 ? "" : "s");
+    sd_notify(0, "READY=1");
+  }
+}
+
 int Run(const std::string& path) {
   config::LoadResult loaded = config::LoadFile(path);
   if (!loaded.ok()) {
@@ -85,40 +214,87 @@ int Run(const std::string& path) {
     return 1;
   }
   const config::Config& cfg = loaded.config;
-  logging::Init(cfg.log_level, false);
+  logging::Init(cfg.log_level, cfg.log_target, cfg.syslog_facility);
+  // The signals we and libmilter sigwait for are blocked before any thread starts, so every
+  // thread inherits the mask: SIGUSR1 reaches only the reload thread, SIGTERM/SIGHUP/SIGINT
+  // only libmilter's signal thread (which would otherwise lose them to a default action).
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int sig : {SIGUSR1, SIGTERM, SIGHUP, SIGINT}) sigaddset(&handled, sig);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
   std::unique_ptr<milter::Filter> filter;
   if (fcgi::Status s = milter::Filter::Create(cfg, &filter); !s.ok()) {
     LOG_ERROR("%s: %s", path.c_str(), s.ToString().c_str());
     return 1;
   }
-  // Unreachable backends are reported now, in plain words, but the filter still starts: mail
-  // is tempfailed (kept by the sender) until php-fpm is there.
-  if (fcgi::Status s = ProbeConfiguredBackend(cfg); !s.ok()) {
-    LOG_ERROR("FastCGI backend not usable yet, mail will be tempfailed: %s", s.message().c_str());
-  }
+  milter::Filter::SetCurrent(std::move(filter));
 
-  const std::string sock = UnixSocketPath(cfg.milter_socket);
   if (smfi_setconn(const_cast<char*>(cfg.milter_socket.c_str())) != MI_SUCCESS ||
-      smfi_register(*milter::Filter::Install(filter.get())) != MI_SUCCESS) {
+      smfi_register(*milter::Filter::Description()) != MI_SUCCESS) {
     LOG_ERROR("cannot set up libmilter for %s", cfg.milter_socket.c_str());
     return 1;
   }
   // Opening early (and removing a stale unix socket) turns a bad spec or a busy port into a
-  // clear start-up error, and lets us set the socket's mode before the MTA connects.
+  // clear start-up error, and lets us set the socket's owner and mode before the MTA connects.
   if (smfi_opensocket(true) != MI_SUCCESS) {
     LOG_ERROR("cannot listen on milter_socket %s (directory missing, permissions, or address "
               "in use?)",
               cfg.milter_socket.c_str());
     return 1;
   }
-  if (!sock.empty() && ::chmod(sock.c_str(), static_cast<mode_t>(cfg.milter_socket_mode)) != 0) {
-    LOG_ERROR("cannot chmod %s: %s", sock.c_str(), std::strerror(errno));
+  if (fcgi::Status s = PrepareSocket(cfg); !s.ok()) {
+    LOG_ERROR("%s", s.ToString().c_str());
     return 1;
   }
+  if (!cfg.pid_file.empty()) {
+    FILE* f = std::fopen(cfg.pid_file.c_str(), "w");
+    if (f == nullptr) {
+      LOG_ERROR("key 'pid_file': cannot write %s: %s", cfg.pid_file.c_str(), std::strerror(errno));
+      return 1;
+    }
+    std::fprintf(f, "%ld\n", static_cast<long>(getpid()));
+    std::fclose(f);
+  }
+  if (fcgi::Status s = DropPrivileges(cfg); !s.ok()) {
+    LOG_ERROR("%s", s.message().c_str());
+    return 1;
+  }
+  if (fcgi::Status s = CheckSpoolDirectory(cfg); !s.ok()) {
+    LOG_ERROR("%s", s.message().c_str());
+    return 1;
+  }
+  // Unreachable backends are reported now, in plain words (as the user we run as), but the
+  // filter still starts: mail is tempfailed (kept by the sender) until php-fpm is there.
+  if (fcgi::Status s = ProbeConfiguredBackend(cfg); !s.ok()) {
+    LOG_ERROR("FastCGI backend not usable yet, mail will be tempfailed: %s", s.message().c_str());
+  }
+
+  std::thread reloader(ReloadLoop, path, cfg);
+
   LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
            cfg.milter_socket.c_str(), cfg.fcgi_connection_address.c_str());
+  sd_notify(0, "READY=1");
   const int rc = smfi_main();
+  sd_notify(0, "STOPPING=1");
+  g_stopping = true;
+  pthread_kill(reloader.native_handle(), SIGUSR1);
+  reloader.join();
+
+  // libmilter returns without waiting for its session threads: give requests in flight (a
+  // save the MTA is waiting for) their bounded time, so a stop does not turn them into 4xx.
+  const auto limit = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(cfg.shutdown_timeout * 1000));
+  while (milter::Filter::RequestsInFlight() > 0 && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (const int left = milter::Filter::RequestsInFlight(); left > 0) {
+    LOG_WARNING("stopping with %d FastCGI request(s) still in flight", left);
+  } else {
+    // The session thread still has to hand the last answer to the MTA.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   LOG_INFO("stopped");
   return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -414,3 +414,19 @@ TEST(ConfigPool, ZeroConnectionsAndAStringBooleanAreErrorsNamingTheKey) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ConfigSummary, ChangedKeysNamesEachDifferenceWithOldAndNewValue) {
+  config::Config a;
+  config::Config b;
+  b.save_timeout = 120;
+  b.log_level = "debug";
+  auto changed = config::ChangedKeys(a, b);
+  ASSERT_EQ(changed.size(), 2u);
+  EXPECT_EQ(changed[0], "save_timeout: \"240\" -> \"120\"");
+  EXPECT_EQ(changed[1], "log_level: \"info\" -> \"debug\"");
+  EXPECT_TRUE(config::ChangedKeys(a, a).empty());
+}
+
+}  // namespace
