@@ -1,0 +1,3 @@
+<?php
+// Test save script: accepts every message without storing it.
+echo "SAVED";
