@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "milter/mail/json_reply.h"
 #include "milter/mail/reply.h"
 
 namespace mail {
@@ -49,16 +50,41 @@ Verdict Honour(Stage stage, const ScriptReply& reply) {
               std::move(enhanced), std::move(text), std::string("script replied ") + Quoted(reply));
 }
 
+// A backend failure under the configured policy; the reason always says what failed.
+Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
+  Verdict v;
+  switch (policy) {
+    case FailurePolicy::kTempfail: v = Tempfail(std::move(reason)); break;
+    case FailurePolicy::kAccept:
+      v = Accept(std::move(reason) + " (accepted: failure policy)");
+      break;
+    case FailurePolicy::kReject:
+      v = Make(Verdict::Action::kReject, "550", stage == Stage::kValidate ? "5.1.1" : "5.3.0",
+               stage == Stage::kValidate ? "Recipient address rejected" : "Message rejected",
+               std::move(reason) + " (rejected: failure policy)");
+      break;
+  }
+  v.backend_failure = true;
+  return v;
+}
+
 }  // namespace
 
-Verdict Decide(Stage stage, const BackendOutcome& outcome) {
+Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy) {
   if (!outcome.transport.ok()) {
-    return Tempfail(std::string("backend failure: ") + outcome.transport.ToString());
+    return Failure(stage, policy, std::string("backend failure: ") + outcome.transport.ToString());
   }
   const ScriptReply reply = ParseScriptReply(outcome.body);
   if (outcome.http_status < 200 || outcome.http_status > 299) {
-    return Tempfail("script returned Status: " + std::to_string(outcome.http_status) +
-                    " (first line " + Quoted(reply) + ")");
+    return Failure(stage, policy,
+                   "script returned Status: " + std::to_string(outcome.http_status) +
+                       " (first line " + Quoted(reply) + ")");
+  }
+  if (IsJsonContentType(outcome.content_type)) {
+    std::string error;
+    std::optional<Verdict> v = ParseJsonVerdict(stage, outcome.body, &error);
+    if (!v) return Failure(stage, policy, "invalid JSON reply: " + error);
+    return *v;
   }
   // Whitespace only counts as empty (the parser skips it): there is nothing to parse, so the
   // backend is in trouble rather than the recipient or message.
@@ -74,7 +100,7 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome) {
       case Kind::kDiscard:
       case Kind::kOther: break;
     }
-    if (empty) return Tempfail("script returned an empty reply");
+    if (empty) return Failure(stage, policy, "script returned an empty reply");
     return Make(Verdict::Action::kReject, "550", "5.1.1",
                 "Recipient address rejected: User unknown",
                 "script replied " + Quoted(reply) + " (not PASS)");
@@ -89,8 +115,8 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome) {
     case Kind::kPass:
     case Kind::kOther: break;
   }
-  if (empty) return Tempfail("script returned an empty reply (not SAVED)");
-  return Tempfail("script replied " + Quoted(reply) + " (not SAVED)");
+  if (empty) return Failure(stage, policy, "script returned an empty reply (not SAVED)");
+  return Failure(stage, policy, "script replied " + Quoted(reply) + " (not SAVED)");
 }
 
 const char* StageName(Stage stage) {
@@ -107,6 +133,7 @@ const char* ActionName(Verdict::Action action) {
     case Verdict::Action::kReject: return "reject";
     case Verdict::Action::kTempfail: return "tempfail";
     case Verdict::Action::kDiscard: return "discard";
+    case Verdict::Action::kQuarantine: return "quarantine";
   }
   return "unknown";
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "fcgi/status.h"
 
@@ -13,24 +14,47 @@ namespace mail {
 enum class Stage { kValidate, kSave };
 
 struct BackendOutcome {
-  fcgi::Status transport;  // not ok: connect/timeout/io/protocol failure
-  int http_status = 200;   // from CGI Status: header (default 200)
-  std::string body;        // reply body (after CGI headers)
+  fcgi::Status transport;    // not ok: connect/timeout/io/protocol failure
+  int http_status = 200;     // from CGI Status: header (default 200)
+  std::string content_type;  // CGI Content-Type; application/json selects the JSON schema
+  std::string body;          // reply body (after CGI headers)
+};
+
+// A header change a save script asked for, applied at end of message.
+struct HeaderEdit {
+  enum class Kind { kAdd, kChange, kRemove };
+  Kind kind = Kind::kAdd;
+  std::string name;
+  std::string value;  // kAdd, kChange
+  int index = 1;      // kChange, kRemove: which occurrence of the name (1 = first)
 };
 
 struct Verdict {
-  enum class Action { kAccept, kReject, kTempfail, kDiscard };
+  enum class Action { kAccept, kReject, kTempfail, kDiscard, kQuarantine };
   Action action = Action::kTempfail;
   std::string smtp_code;      // "451", "550", ... empty for accept/discard
   std::string enhanced_code;  // "4.3.0", "5.1.1", ...
   std::string text;           // human text for the SMTP reply (no CR/LF; '%' not yet doubled)
+  std::vector<std::string> more_lines;  // further lines of a multi-line reply (JSON replies)
   std::string reason;         // one-line reason for the log (why this verdict)
+  bool backend_failure = false;  // the backend, not the script's judgement, decided this
+  // JSON save replies only:
+  std::vector<HeaderEdit> header_edits;
+  std::vector<std::string> refused_recipients;  // removed with smfi_delrcpt, others get the mail
+  std::string quarantine_reason;                // kQuarantine
 };
+
+// What a backend failure (unreachable, timeout, bad status, empty or unparsable reply) means.
+// Temporary failure is the safe default: the sender keeps the message.
+enum class FailurePolicy { kTempfail, kAccept, kReject };
 
 // validate: PASS -> accept; script REJECT/TEMPFAIL honoured; other non-empty reply -> 550 5.1.1.
 // save: SAVED -> accept; REJECT/TEMPFAIL/DISCARD honoured; anything else -> 451 4.3.0.
-// Both: transport failure, non-2xx status or an empty reply -> 451 4.3.0.
-Verdict Decide(Stage stage, const BackendOutcome& outcome);
+// Both: a JSON reply (Content-Type application/json) follows the JSON schema (json_reply.h);
+// transport failure, non-2xx status, an empty or invalid reply -> the failure policy
+// (451 4.3.0 by default).
+Verdict Decide(Stage stage, const BackendOutcome& outcome,
+               FailurePolicy policy = FailurePolicy::kTempfail);
 
 const char* StageName(Stage stage);
 const char* ActionName(Verdict::Action action);

@@ -1,0 +1,285 @@
+#include "milter/mail/json_reply.h"
+
+#include <strings.h>
+
+#include <nlohmann/json.hpp>
+
+namespace mail {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr size_t kMaxLines = 32;      // libmilter's smfi_setmlreply limit
+constexpr size_t kMaxLineBytes = 400;  // an SMTP reply line is at most 512 bytes
+constexpr size_t kMaxHeaderBytes = 8192;
+
+// CR, LF and NUL would end the SMTP reply line (or a header) early: they become spaces.
+std::string SafeLine(std::string_view s, size_t max) {
+  std::string out;
+  out.reserve(std::min(s.size(), max));
+  for (char c : s) {
+    if (out.size() >= max) break;
+    out.push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+  }
+  return out;
+}
+
+bool ValidHeaderName(const std::string& name) {
+  if (name.empty() || name.size() > 256) return false;
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 32 || u >= 127 || c == ':') return false;
+  }
+  return true;
+}
+
+bool ValidCode(const std::string& code, char cls) {
+  return code.size() == 3 && code[0] == cls && code[1] >= '0' && code[1] <= '9' &&
+         code[2] >= '0' && code[2] <= '9';
+}
+
+bool ValidEnhanced(const std::string& code, char cls) {
+  // class.subject.detail: 1-3 digits each after the class digit.
+  if (code.size() < 5 || code[0] != cls || code[1] != '.') return false;
+  size_t digits = 0;
+  int dots = 0;
+  for (size_t i = 2; i < code.size(); ++i) {
+    if (code[i] == '.') {
+      if (digits == 0 || ++dots > 1) return false;
+      digits = 0;
+    } else if (code[i] >= '0' && code[i] <= '9') {
+      if (++digits > 3) return false;
+    } else {
+      return false;
+    }
+  }
+  return dots == 1 && digits > 0;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string* error) : error_(error) {}
+
+  bool Fail(std::string message) {
+    if (error_->empty()) *error_ = std::move(message);
+    return false;
+  }
+
+  bool String(const Json& obj, const char* key, std::string* out, bool required) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return !required || Fail(std::string("missing key '") + key + "'");
+    if (!it->is_string()) return Fail(std::string("key '") + key + "' must be a string");
+    *out = it->get<std::string>();
+    return true;
+  }
+
+  bool Code(const Json& obj, std::string* out) {
+    auto it = obj.find("smtp_code");
+    if (it == obj.end()) return true;
+    if (it->is_number_unsigned()) {
+      *out = std::to_string(it->get<uint64_t>());
+      return true;
+    }
+    if (it->is_string()) {
+      *out = it->get<std::string>();
+      return true;
+    }
+    return Fail("key 'smtp_code' must be a number such as 550 or a string such as \"550\"");
+  }
+
+  bool Text(const Json& obj, std::vector<std::string>* lines) {
+    auto it = obj.find("text");
+    if (it == obj.end()) return true;
+    if (it->is_string()) {
+      lines->push_back(SafeLine(it->get<std::string>(), kMaxLineBytes));
+      return true;
+    }
+    if (!it->is_array() || it->empty() || it->size() > kMaxLines) {
+      return Fail("key 'text' must be a string or an array of 1 to 32 strings");
+    }
+    for (const Json& line : *it) {
+      if (!line.is_string()) return Fail("key 'text': every line must be a string");
+      lines->push_back(SafeLine(line.get<std::string>(), kMaxLineBytes));
+    }
+    return true;
+  }
+
+  bool Headers(const Json& obj, const char* key, HeaderEdit::Kind kind,
+               std::vector<HeaderEdit>* out) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return true;
+    if (!it->is_array()) return Fail(std::string("key '") + key + "' must be an array");
+    for (const Json& item : *it) {
+      if (!item.is_object()) {
+        return Fail(std::string("key '") + key + "': every entry must be an object");
+      }
+      HeaderEdit edit;
+      edit.kind = kind;
+      for (const auto& [k, v] : item.items()) {
+        const bool known = k == "name" || (k == "value" && kind != HeaderEdit::Kind::kRemove) ||
+                           (k == "index" && kind != HeaderEdit::Kind::kAdd);
+        if (!known) return Fail(std::string("key '") + key + "': unknown field '" + k + "'");
+      }
+      if (!String(item, "name", &edit.name, true)) return false;
+      if (!ValidHeaderName(edit.name)) {
+        return Fail(std::string("key '") + key + "': invalid header name \"" +
+                    SafeLine(edit.name, 80) + "\"");
+      }
+      if (kind != HeaderEdit::Kind::kRemove) {
+        std::string value;
+        if (!String(item, "value", &value, true)) return false;
+        edit.value = SafeLine(value, kMaxHeaderBytes);
+      }
+      if (auto idx = item.find("index"); idx != item.end()) {
+        if (!idx->is_number_unsigned() || idx->get<uint64_t>() < 1 ||
+            idx->get<uint64_t>() > 1000) {
+          return Fail(std::string("key '") + key + "': 'index' must be a whole number from 1");
+        }
+        edit.index = static_cast<int>(idx->get<uint64_t>());
+      }
+      out->push_back(std::move(edit));
+    }
+    return true;
+  }
+
+ private:
+  std::string* error_;
+};
+
+}  // namespace
+
+bool IsJsonContentType(std::string_view content_type) {
+  while (!content_type.empty() && content_type.front() == ' ') content_type.remove_prefix(1);
+  const std::string_view kJson = "application/json";
+  if (content_type.size() < kJson.size() ||
+      strncasecmp(content_type.data(), kJson.data(), kJson.size()) != 0) {
+    return false;
+  }
+  const std::string_view rest = content_type.substr(kJson.size());
+  return rest.empty() || rest.front() == ';' || rest.front() == ' ';
+}
+
+std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std::string* error) {
+  error->clear();
+  Json root = Json::parse(body.begin(), body.end(), nullptr, false);
+  if (root.is_discarded()) {
+    *error = "not valid JSON";
+    return std::nullopt;
+  }
+  if (!root.is_object()) {
+    *error = "the reply must be a JSON object";
+    return std::nullopt;
+  }
+  Reader r(error);
+  const bool save = stage == Stage::kSave;
+  for (const auto& [key, value] : root.items()) {
+    static const char* const kCommon[] = {"action", "smtp_code", "enhanced_code", "text"};
+    static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
+                                            "remove_headers", "reject_recipients"};
+    bool known = false;
+    for (const char* k : kCommon) known = known || key == k;
+    bool save_only = false;
+    for (const char* k : kSaveOnly) save_only = save_only || key == k;
+    if (save_only && !save) {
+      r.Fail("key '" + key + "' is only allowed in a save reply");
+      return std::nullopt;
+    }
+    if (!known && !save_only) {
+      r.Fail("unknown key '" + key + "'");
+      return std::nullopt;
+    }
+  }
+
+  std::string action;
+  if (!r.String(root, "action", &action, true)) return std::nullopt;
+  Verdict v;
+  if (action == "accept") {
+    v.action = Verdict::Action::kAccept;
+  } else if (action == "reject") {
+    v.action = Verdict::Action::kReject;
+  } else if (action == "tempfail") {
+    v.action = Verdict::Action::kTempfail;
+  } else if (save && action == "discard") {
+    v.action = Verdict::Action::kDiscard;
+  } else if (save && action == "quarantine") {
+    v.action = Verdict::Action::kQuarantine;
+  } else {
+    r.Fail("key 'action': \"" + SafeLine(action, 40) + "\" is not one of " +
+           (save ? "accept, reject, tempfail, discard, quarantine" : "accept, reject, tempfail"));
+    return std::nullopt;
+  }
+
+  std::string code;
+  std::string enhanced;
+  std::vector<std::string> lines;
+  if (!r.Code(root, &code) || !r.String(root, "enhanced_code", &enhanced, false) ||
+      !r.Text(root, &lines)) {
+    return std::nullopt;
+  }
+  const bool rejecting = v.action == Verdict::Action::kReject;
+  const bool tempfailing = v.action == Verdict::Action::kTempfail;
+  if (!rejecting && !tempfailing && (!code.empty() || !enhanced.empty() || !lines.empty())) {
+    r.Fail("keys 'smtp_code', 'enhanced_code' and 'text' only go with reject or tempfail");
+    return std::nullopt;
+  }
+  if (rejecting || tempfailing) {
+    const char cls = rejecting ? '5' : '4';
+    if (code.empty()) code = rejecting ? "550" : "451";
+    if (!ValidCode(code, cls)) {
+      r.Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + action +
+             " (needs " + cls + "xx)");
+      return std::nullopt;
+    }
+    if (enhanced.empty()) {
+      enhanced = rejecting ? (save ? "5.7.1" : "5.1.1") : "4.3.0";
+    }
+    if (!ValidEnhanced(enhanced, cls)) {
+      r.Fail("key 'enhanced_code': \"" + SafeLine(enhanced, 20) + "\" is not a " + cls +
+             ".x.y code");
+      return std::nullopt;
+    }
+    if (lines.empty()) {
+      lines.push_back(rejecting ? (save ? "Message rejected" : "Recipient address rejected")
+                                : "Temporary failure, try again later");
+    }
+    v.smtp_code = code;
+    v.enhanced_code = enhanced;
+    v.text = lines.front();
+    v.more_lines.assign(lines.begin() + 1, lines.end());
+  }
+
+  if (save) {
+    if (!r.Headers(root, "add_headers", HeaderEdit::Kind::kAdd, &v.header_edits) ||
+        !r.Headers(root, "change_headers", HeaderEdit::Kind::kChange, &v.header_edits) ||
+        !r.Headers(root, "remove_headers", HeaderEdit::Kind::kRemove, &v.header_edits)) {
+      return std::nullopt;
+    }
+    if (auto it = root.find("reject_recipients"); it != root.end()) {
+      if (!it->is_array()) {
+        r.Fail("key 'reject_recipients' must be an array of addresses");
+        return std::nullopt;
+      }
+      for (const Json& a : *it) {
+        if (!a.is_string() || a.get<std::string>().empty()) {
+          r.Fail("key 'reject_recipients': every entry must be a non-empty address string");
+          return std::nullopt;
+        }
+        v.refused_recipients.push_back(SafeLine(a.get<std::string>(), 512));
+      }
+    }
+    if (auto it = root.find("reason"); it != root.end()) {
+      if (v.action != Verdict::Action::kQuarantine || !it->is_string()) {
+        r.Fail("key 'reason' is a string that only goes with quarantine");
+        return std::nullopt;
+      }
+      v.quarantine_reason = SafeLine(it->get<std::string>(), kMaxLineBytes);
+    }
+    if (v.action == Verdict::Action::kQuarantine && v.quarantine_reason.empty()) {
+      v.quarantine_reason = "quarantined by the save script";
+    }
+  }
+  v.reason = "script replied JSON action " + action;
+  return v;
+}
+
+}  // namespace mail
