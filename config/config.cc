@@ -194,6 +194,22 @@ std::string ReadChoice(const Json& v, std::initializer_list<const char*> choices
   return Expected(what, v);
 }
 
+// "192.0.2.0/24", "2001:db8::/32" or a single address.
+bool IsNetwork(const std::string& text) {
+  const size_t slash = text.find('/');
+  const std::string addr = text.substr(0, slash);
+  unsigned char buf[16];
+  const bool v4 = inet_pton(AF_INET, addr.c_str(), buf) == 1;
+  const bool v6 = !v4 && inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+  if (!v4 && !v6) return false;
+  if (slash == std::string::npos) return true;
+  const std::string bits = text.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  return std::stoi(bits) <= (v4 ? 32 : 128);
+}
+
 // A user or group name as getpwnam/getgrnam take it; existence is checked at start-up.
 std::string ReadName(const Json& v, std::string_view what, std::string* out) {
   if (!v.is_string()) return Expected(what, v);
@@ -339,6 +355,30 @@ const KeySpec kKeys[] = {
   {"fcgi_keep_alive", false, [](const Json& v, Config& c) {
     if (!v.is_boolean()) return Expected("true or false", v);
     c.fcgi_keep_alive = v.get<bool>();
+    return std::string();
+  }},
+  {"validate_failure_action", false, [](const Json& v, Config& c) {
+    return ReadChoice(v, {"tempfail", "accept", "reject"}, &c.validate_failure_action);
+  }},
+  {"save_failure_action", false, [](const Json& v, Config& c) {
+    return ReadChoice(v, {"tempfail", "accept", "reject"}, &c.save_failure_action);
+  }},
+  {"validate_skip_authenticated", false, [](const Json& v, Config& c) {
+    if (!v.is_boolean()) return Expected("true or false", v);
+    c.validate_skip_authenticated = v.get<bool>();
+    return std::string();
+  }},
+  {"validate_skip_networks", false, [](const Json& v, Config& c) {
+    constexpr const char* kWhat = "an array of networks such as [\"10.0.0.0/8\", \"::1/128\"]";
+    if (!v.is_array()) return Expected(kWhat, v);
+    std::vector<std::string> networks;
+    for (const Json& item : v) {
+      if (!item.is_string() || !IsNetwork(item.get<std::string>())) {
+        return Expected(kWhat, v) + " (bad entry " + Describe(item) + ")";
+      }
+      networks.push_back(item.get<std::string>());
+    }
+    c.validate_skip_networks = std::move(networks);
     return std::string();
   }},
   {"user", false, [](const Json& v, Config& c) {
@@ -626,6 +666,14 @@ LoadResult LoadFile(const std::string& path) {
   return Parse(text, path);
 }
 
+namespace {
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+}  // namespace
+
 std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
   auto num = [](double d) { return FormatNumber(d); };
   char mode[8];
@@ -647,6 +695,10 @@ std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
       {"max_reply_size", std::to_string(c.max_reply_size)},
       {"fcgi_max_connections", std::to_string(c.fcgi_max_connections)},
       {"fcgi_keep_alive", c.fcgi_keep_alive ? "true" : "false"},
+      {"validate_failure_action", c.validate_failure_action},
+      {"save_failure_action", c.save_failure_action},
+      {"validate_skip_authenticated", c.validate_skip_authenticated ? "true" : "false"},
+      {"validate_skip_networks", Join(c.validate_skip_networks)},
       {"user", c.user},
       {"group", c.group},
       {"milter_socket_group", c.milter_socket_group},

@@ -43,6 +43,13 @@ struct Config {
   // since a kept connection pins a worker. More concurrent requests wait (up to their deadline).
   size_t fcgi_max_connections = 4;
   bool fcgi_keep_alive = true;  // FCGI_KEEP_CONN: reuse connections between requests
+  // Per-stage policy: what a backend failure (unreachable, timeout, bad status, unparsable
+  // reply) means: "tempfail" (safe default), "accept" or "reject".
+  std::string validate_failure_action = "tempfail";
+  std::string save_failure_action = "tempfail";
+  bool validate_skip_authenticated = false;         // SASL-authenticated senders: no validate
+  std::vector<std::string> validate_skip_networks;  // clients in these CIDRs: no validate
+
   // Daemon behaviour.
   std::string user;                 // drop to this user after binding; "" = stay
   std::string group;                // and this group; "" = the user's primary group

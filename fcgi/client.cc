@@ -54,7 +54,8 @@ class Client::Loop {
   Status Start();
   void Stop();
   Result Execute(const Params& params, std::shared_ptr<const Body> body,
-                 Clock::time_point deadline);
+                 Clock::time_point deadline, const std::function<void()>& heartbeat,
+                 std::chrono::milliseconds heartbeat_interval);
   ClientStats stats() const {
     std::lock_guard<std::mutex> lock(stats_mutex_);
     return stats_;
@@ -184,7 +185,8 @@ void Client::Loop::Stop() {
 }
 
 Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> body,
-                             Clock::time_point deadline) {
+                             Clock::time_point deadline, const std::function<void()>& heartbeat,
+                             std::chrono::milliseconds heartbeat_interval) {
   auto* call = new Call;
   call->params = params;
   call->body = std::move(body);
@@ -202,6 +204,9 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
     incoming_.push_back(call);
   }
   event_active(wake_event_.get(), 0, 0);
+  if (heartbeat) {
+    while (future.wait_for(heartbeat_interval) == std::future_status::timeout) heartbeat();
+  }
   return future.get();
 }
 
@@ -611,8 +616,9 @@ Status Client::Create(const ClientOptions& options, std::unique_ptr<Client>* out
 }
 
 Result Client::Execute(const Params& params, std::shared_ptr<const Body> body,
-                       Clock::time_point deadline) {
-  return loop_->Execute(params, std::move(body), deadline);
+                       Clock::time_point deadline, const std::function<void()>& heartbeat,
+                       std::chrono::milliseconds heartbeat_interval) {
+  return loop_->Execute(params, std::move(body), deadline, heartbeat, heartbeat_interval);
 }
 
 ClientStats Client::stats() const { return loop_->stats(); }

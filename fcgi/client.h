@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "fcgi/body.h"
@@ -50,8 +51,12 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Sends one request (params, then body as STDIN; body may be null) and waits for the reply.
-  // The deadline covers waiting for a connection, connecting, sending and receiving.
-  Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline);
+  // The deadline covers waiting for a connection, connecting, sending and receiving. While it
+  // waits, heartbeat (if set) runs on the calling thread every heartbeat_interval (a milter
+  // uses it to tell the MTA it is still working).
+  Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline,
+                 const std::function<void()>& heartbeat = nullptr,
+                 std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(10));
 
   ClientStats stats() const;
   const ClientOptions& options() const;

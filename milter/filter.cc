@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -44,6 +45,11 @@ struct Session {
 
 Session* GetSession(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
 
+bool LeadingSpaceNegotiated(SMFICTX* ctx) {
+  const Session* s = GetSession(ctx);
+  return s != nullptr && s->leading_space;
+}
+
 Session* EnsureSession(SMFICTX* ctx) {
   Session* s = GetSession(ctx);
   if (s == nullptr) {
@@ -74,25 +80,44 @@ std::string DoublePercent(const std::string& text) {
   return out;
 }
 
+// Sets the SMTP reply text; several lines go through smfi_setmlreply (at most 32).
+void SetReply(SMFICTX* ctx, const mail::Verdict& v) {
+  char* code = const_cast<char*>(v.smtp_code.c_str());
+  char* xcode = v.enhanced_code.empty() ? nullptr : const_cast<char*>(v.enhanced_code.c_str());
+  int rc;
+  if (v.more_lines.empty()) {
+    std::string text = DoublePercent(v.text);
+    rc = smfi_setreply(ctx, code, xcode, text.empty() ? nullptr : text.data());
+  } else {
+    std::vector<std::string> lines;
+    lines.push_back(DoublePercent(v.text));
+    for (const std::string& l : v.more_lines) lines.push_back(DoublePercent(l));
+    char* p[32] = {nullptr};
+    for (size_t i = 0; i < lines.size() && i < 32; ++i) p[i] = lines[i].data();
+    // libmilter takes the lines as varargs and stops at the first null.
+    rc = smfi_setmlreply(ctx, code, xcode, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8],
+                         p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18],
+                         p[19], p[20], p[21], p[22], p[23], p[24], p[25], p[26], p[27], p[28],
+                         p[29], p[30], p[31], nullptr);
+  }
+  if (rc != MI_SUCCESS) {
+    LOG_WARNING("the MTA library refused reply %s %s", v.smtp_code.c_str(),
+                v.enhanced_code.c_str());
+  }
+}
+
 // Turns a verdict into libmilter's answer; the reply code is set only when its class matches
 // the action (libmilter silently drops a mismatched one).
 sfsistat Answer(SMFICTX* ctx, const mail::Verdict& v, sfsistat accept) {
   using Action = mail::Verdict::Action;
   switch (v.action) {
     case Action::kAccept: return accept;
+    case Action::kQuarantine: return accept;  // held by the MTA; see ApplyEndOfMessage
     case Action::kDiscard: return SMFIS_DISCARD;
     case Action::kReject:
     case Action::kTempfail: {
       const char want = v.action == Action::kReject ? '5' : '4';
-      if (v.smtp_code.size() == 3 && v.smtp_code[0] == want) {
-        std::string text = DoublePercent(v.text);
-        if (smfi_setreply(ctx, const_cast<char*>(v.smtp_code.c_str()),
-                          v.enhanced_code.empty() ? nullptr
-                                                  : const_cast<char*>(v.enhanced_code.c_str()),
-                          text.empty() ? nullptr : const_cast<char*>(text.c_str())) != MI_SUCCESS) {
-          LOG_WARNING("smfi_setreply refused %s %s", v.smtp_code.c_str(), v.enhanced_code.c_str());
-        }
-      }
+      if (v.smtp_code.size() == 3 && v.smtp_code[0] == want) SetReply(ctx, v);
       return v.action == Action::kReject ? SMFIS_REJECT : SMFIS_TEMPFAIL;
     }
   }
@@ -127,7 +152,8 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
                      unsigned long* pf3) {
   return Guarded("negotiate", [&] {
     Session* s = EnsureSession(ctx);
-    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE);
+    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE |
+                 SMFIF_SETSYMLIST);
     // Header values with their leading whitespace: the saved message must be the one sent.
     // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
     // packet waits on Nagle/delayed ACK over inet: sockets (see FACTS.md).
@@ -135,6 +161,14 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     *pf2 = 0;
     *pf3 = 0;
     s->leading_space = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+    if ((*pf0 & SMFIF_SETSYMLIST) != 0) {
+      // The macros the scripts are told about, asked for at the stage they are known.
+      smfi_setsymlist(ctx, SMFIM_CONNECT, const_cast<char*>("j {daemon_name} {client_addr}"));
+      smfi_setsymlist(ctx, SMFIM_HELO, const_cast<char*>("{tls_version} {cipher}"));
+      smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("i {auth_type} {auth_authen}"));
+      smfi_setsymlist(ctx, SMFIM_ENVRCPT, const_cast<char*>("i"));
+      smfi_setsymlist(ctx, SMFIM_EOM, const_cast<char*>("i"));
+    }
     return SMFIS_CONTINUE;
   });
 }
@@ -152,6 +186,7 @@ sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
     }
     s->connection.client_ip = buf;
     if (s->connection.client_ip.empty()) s->connection.client_ip = Macro(ctx, "{client_addr}");
+    s->connection.daemon_name = Macro(ctx, "{daemon_name}");
     return SMFIS_CONTINUE;
   });
 }
@@ -263,6 +298,59 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
   });
 }
 
+// The parts of a JSON save verdict that change the message: refused recipients, header edits,
+// quarantine. A failure to apply them tempfails: the script asked for something we could not do.
+void ApplyEndOfMessage(SMFICTX* ctx, const Message& m, mail::Verdict* v) {
+  using Action = mail::Verdict::Action;
+  if (v->action != Action::kAccept && v->action != Action::kQuarantine) return;
+  size_t removed = 0;
+  for (const std::string& rcpt : v->refused_recipients) {
+    const auto& all = m.envelope.recipients;
+    if (std::find(all.begin(), all.end(), rcpt) == all.end()) {
+      LOG_WARNING("%s: save script refused <%s>, which is not a recipient of this message",
+                  m.envelope.queue_id.c_str(), rcpt.c_str());
+      continue;
+    }
+    std::string bracketed = "<" + rcpt + ">";
+    if (smfi_delrcpt(ctx, bracketed.data()) != MI_SUCCESS) {
+      *v = LocalTempfail("could not remove refused recipient <" + rcpt + ">");
+      return;
+    }
+    removed++;
+  }
+  if (removed > 0 && removed >= m.envelope.recipients.size()) {
+    v->action = Action::kReject;
+    v->smtp_code = "550";
+    v->enhanced_code = "5.7.1";
+    v->text = "Message refused for every recipient";
+    v->reason += " (every recipient refused)";
+    return;
+  }
+  for (const mail::HeaderEdit& e : v->header_edits) {
+    std::string name = e.name;
+    std::string value = " " + e.value;  // LEADSPC convention: the value carries its space
+    if (!LeadingSpaceNegotiated(ctx)) value = e.value;
+    int rc = MI_FAILURE;
+    switch (e.kind) {
+      case mail::HeaderEdit::Kind::kAdd: rc = smfi_addheader(ctx, name.data(), value.data()); break;
+      case mail::HeaderEdit::Kind::kChange:
+        rc = smfi_chgheader(ctx, name.data(), e.index, value.data());
+        break;
+      case mail::HeaderEdit::Kind::kRemove:
+        rc = smfi_chgheader(ctx, name.data(), e.index, nullptr);
+        break;
+    }
+    if (rc != MI_SUCCESS) {
+      *v = LocalTempfail("could not edit header " + e.name);
+      return;
+    }
+  }
+  if (v->action == Action::kQuarantine &&
+      smfi_quarantine(ctx, v->quarantine_reason.data()) != MI_SUCCESS) {
+    *v = LocalTempfail("could not quarantine");
+  }
+}
+
 sfsistat OnEndOfMessage(SMFICTX* ctx) {
   return Guarded("eom", [&] {
     Session* s = GetSession(ctx);
@@ -273,7 +361,8 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     if (early != SMFIS_CONTINUE) return early;
     m.envelope.message_size = m.encoder->raw_size();
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
-    const mail::Verdict v = m.filter->Save(m.envelope, m.spool);
+    mail::Verdict v = m.filter->Save(m.envelope, m.spool, [ctx] { smfi_progress(ctx); });
+    ApplyEndOfMessage(ctx, m, &v);
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
@@ -315,6 +404,12 @@ ScriptTarget MakeTarget(const std::string& filename) {
   return t;
 }
 
+mail::FailurePolicy ToPolicy(const std::string& word) {
+  if (word == "accept") return mail::FailurePolicy::kAccept;
+  if (word == "reject") return mail::FailurePolicy::kReject;
+  return mail::FailurePolicy::kTempfail;
+}
+
 }  // namespace
 
 fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
@@ -345,6 +440,12 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   };
   f->validate_ = MakeTarget(config.fcgi_script_filename_validate);
   f->save_ = MakeTarget(config.fcgi_script_filename_save);
+  f->validate_policy_ = ToPolicy(config.validate_failure_action);
+  f->save_policy_ = ToPolicy(config.save_failure_action);
+  std::string bad;
+  if (!f->validate_skip_networks_.Parse(config.validate_skip_networks, &bad)) {
+    return fcgi::Status::InvalidArgument("key 'validate_skip_networks': bad network " + bad);
+  }
   *out = std::move(f);
   return fcgi::Status::Ok();
 }
@@ -401,51 +502,83 @@ fcgi::Params Filter::RequestParams(const ScriptTarget& script, const mail::Envel
 }
 
 mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
-                          std::shared_ptr<const fcgi::Body> body, double timeout_seconds) const {
+                          std::shared_ptr<const fcgi::Body> body, double timeout_seconds,
+                          const std::function<void()>& heartbeat, Exchange* trace) const {
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  if (trace != nullptr) {
+    trace->params = params;
+    trace->content_length = body ? body->size() : 0;
+    if (body) {
+      trace->form_preview.resize(std::min<uint64_t>(body->size(), 4096));
+      size_t got = 0;
+      if (body->ReadAt(0, trace->form_preview.data(), trace->form_preview.size(), &got).ok()) {
+        trace->form_preview.resize(got);
+      }
+    }
+  }
   g_in_flight++;
-  fcgi::Result result = client_->Execute(params, std::move(body), deadline);
+  fcgi::Result result =
+      client_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
   g_in_flight--;
   mail::BackendOutcome outcome;
   outcome.transport = result.status;
   outcome.http_status = result.response.status;
-  outcome.body = std::move(result.response.body);
+  outcome.content_type = result.response.Header("Content-Type");
+  outcome.body = result.response.body;
   if (!result.response.stderr_output.empty()) {
     LOG_WARNING("%s script %s wrote to stderr: %s", mail::StageName(stage), script.filename.c_str(),
                 result.response.stderr_output.c_str());
   }
-  mail::Verdict v = mail::Decide(stage, outcome);
-  if (!result.status.ok() || result.response.status / 100 != 2) {
+  mail::Verdict v = mail::Decide(
+      stage, outcome, stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
+  if (v.backend_failure) {
     LOG_ERROR("%s script %s via %s failed: %s", mail::StageName(stage), script.filename.c_str(),
               client_->options().address.ToString().c_str(), v.reason.c_str());
   }
   LOG_DEBUG("%s script answered in %lld us after %d attempt(s): %s %s", mail::StageName(stage),
             static_cast<long long>(result.elapsed.count()), result.attempts,
             mail::ActionName(v.action), v.reason.c_str());
+  if (trace != nullptr) {
+    trace->result = std::move(result);
+    trace->verdict = v;
+  }
   return v;
 }
 
-mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string& recipient) const {
+mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string& recipient,
+                               Exchange* trace) const {
+  mail::Verdict accept;
+  accept.action = mail::Verdict::Action::kAccept;
   if (!validate_.configured()) {
-    mail::Verdict v;
-    v.action = mail::Verdict::Action::kAccept;
-    return v;
+    accept.reason = "no validate script configured";
+  } else if (config_.validate_skip_authenticated && !envelope.auth_login.empty()) {
+    accept.reason = "sender authenticated as " + envelope.auth_login + ": not validated";
+  } else if (validate_skip_networks_.Contains(envelope.client_ip)) {
+    accept.reason = "client " + envelope.client_ip + " in validate_skip_networks: not validated";
+  } else {
+    return Run(mail::Stage::kValidate, validate_,
+               RequestParams(validate_, envelope, "GET",
+                             mail::BuildValidateQuery(envelope, recipient), 0),
+               nullptr, config_.validate_timeout, nullptr, trace);
   }
-  return Run(mail::Stage::kValidate, validate_,
-             RequestParams(validate_, envelope, "GET", mail::BuildValidateQuery(envelope, recipient),
-                           0),
-             nullptr, config_.validate_timeout);
+  if (trace != nullptr) {
+    trace->skipped = true;
+    trace->verdict = accept;
+  }
+  return accept;
 }
 
 mail::Verdict Filter::Save(const mail::Envelope& envelope,
-                           std::shared_ptr<const fcgi::Body> encoded_message) const {
+                           std::shared_ptr<const fcgi::Body> encoded_message,
+                           const std::function<void()>& heartbeat, Exchange* trace) const {
   auto body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
       std::make_shared<fcgi::StringBody>(mail::BuildSaveFormPrefix(envelope)),
       std::move(encoded_message)});
   fcgi::Params params = RequestParams(save_, envelope, "POST", "", body->size());
   params.emplace_back("CONTENT_TYPE", "application/x-www-form-urlencoded");
-  return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout);
+  return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout,
+             heartbeat, trace);
 }
 
 }  // namespace milter

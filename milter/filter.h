@@ -14,6 +14,7 @@
 #include "fcgi/protocol.h"
 #include "milter/mail/decision.h"
 #include "milter/mail/envelope.h"
+#include "milter/mail/network.h"
 
 namespace milter {
 
@@ -23,6 +24,16 @@ struct ScriptTarget {
   std::string name;           // SCRIPT_NAME: "/" + the file's base name
   std::string document_root;  // the file's directory
   bool configured() const { return !filename.empty(); }
+};
+
+// One request and its answer, kept for `fcgi-milter try` to show the script author.
+struct Exchange {
+  fcgi::Params params;
+  std::string form_preview;  // the start of the POST body (form fields, body abbreviated)
+  uint64_t content_length = 0;
+  fcgi::Result result;
+  mail::Verdict verdict;
+  bool skipped = false;  // no request was made (no validate script, or a skip rule matched)
 };
 
 class Filter {
@@ -41,24 +52,33 @@ class Filter {
 
   const config::Config& config() const { return config_; }
 
-  // One validate request for `recipient` and its verdict (accept when no validate script).
-  mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient) const;
+  // One validate request for `recipient` and its verdict (accept without a request when no
+  // validate script is set or a skip rule matches). *trace, if given, records the exchange.
+  mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient,
+                         Exchange* trace = nullptr) const;
   // One save request: the form prefix, then the already-encoded message from `encoded_message`.
+  // heartbeat runs every few seconds while the script works (smfi_progress).
   mail::Verdict Save(const mail::Envelope& envelope,
-                     std::shared_ptr<const fcgi::Body> encoded_message) const;
+                     std::shared_ptr<const fcgi::Body> encoded_message,
+                     const std::function<void()>& heartbeat = nullptr,
+                     Exchange* trace = nullptr) const;
 
  private:
   Filter() = default;
   fcgi::Params RequestParams(const ScriptTarget& script, const mail::Envelope& envelope,
                              const char* method, std::string query, uint64_t content_length) const;
   mail::Verdict Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
-                    std::shared_ptr<const fcgi::Body> body, double timeout_seconds) const;
+                    std::shared_ptr<const fcgi::Body> body, double timeout_seconds,
+                    const std::function<void()>& heartbeat, Exchange* trace) const;
 
   config::Config config_;
   std::unique_ptr<fcgi::Client> client_;
   fcgi::Params constant_params_;
   ScriptTarget validate_;
   ScriptTarget save_;
+  mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
+  mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
+  mail::NetworkList validate_skip_networks_;
 };
 
 }  // namespace milter

@@ -25,6 +25,8 @@ std::string BuildValidateQuery(const Envelope& envelope, std::string_view recipi
   form.Add("helo", envelope.helo);
   form.Add("client_name", envelope.client_name);
   form.Add("auth_login", envelope.auth_login);
+  form.Add("tls_on", envelope.tls_on ? "true" : "false");
+  form.Add("daemon_name", envelope.daemon_name);
   if (!envelope.queue_id.empty()) form.Add("queue_id", envelope.queue_id);
   return form.Take();
 }
@@ -40,6 +42,8 @@ std::string BuildSaveFormPrefix(const Envelope& envelope) {
   for (size_t i = 0; i < envelope.recipients.size(); ++i) {
     form.Add("rcpt_to_" + std::to_string(i), envelope.recipients[i]);
   }
+  // The same list the PHP way: $_POST['rcpt_to'] is an array.
+  for (const std::string& rcpt : envelope.recipients) form.Add("rcpt_to[]", rcpt);
   // Ours.
   form.Add("rcpt_count", std::to_string(envelope.recipients.size()));
   form.Add("queue_id", envelope.queue_id);
@@ -48,6 +52,7 @@ std::string BuildSaveFormPrefix(const Envelope& envelope) {
   form.Add("tls_version", envelope.tls_version);
   form.Add("tls_cipher", envelope.tls_cipher);
   form.Add("message_size", std::to_string(envelope.message_size));
+  form.Add("daemon_name", envelope.daemon_name);
   form.BeginField("body");
   return form.Take();
 }

@@ -19,6 +19,7 @@ struct Envelope {
   std::string tls_version;  // {tls_version}
   std::string tls_cipher;   // {cipher}
   std::string auth_login;   // {auth_authen}, SASL login, empty when not authenticated
+  std::string daemon_name;  // {daemon_name}: which MTA service took the connection
   std::string mail_from;    // without angle brackets; "" for the null sender <>
   std::vector<std::string> recipients;  // accepted ones, without angle brackets
   std::string queue_id;     // {i}

@@ -238,3 +238,27 @@ TEST_F(FcgiClientTest, WaitingForABusyPoolEndsAtTheDeadline) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(FcgiClientTest, HeartbeatRunsOnTheCallingThreadWhileWaiting) {
+  StartPhp();
+  const std::string script = php_->AddScript("sleep.php", "<?php usleep(700000); echo 'PASS';");
+  auto client = MakeClient();
+  int beats = 0;
+  const auto caller = std::this_thread::get_id();
+  bool same_thread = true;
+  Result r = client->Execute(
+      ScriptParams(script, "GET", "", 0), nullptr, Client::Clock::now() + kDeadline,
+      [&] {
+        beats++;
+        same_thread = same_thread && std::this_thread::get_id() == caller;
+      },
+      std::chrono::milliseconds(100));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_GE(beats, 4);
+  EXPECT_LE(beats, 8);
+  EXPECT_TRUE(same_thread);
+}
+
+}  // namespace
