@@ -510,11 +510,19 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
     trace->params = params;
     trace->content_length = body ? body->size() : 0;
     if (body) {
-      trace->form_preview.resize(std::min<uint64_t>(body->size(), 4096));
-      size_t got = 0;
-      if (body->ReadAt(0, trace->form_preview.data(), trace->form_preview.size(), &got).ok()) {
-        trace->form_preview.resize(got);
+      // The form fields and the start of the message; `try` shows them.
+      std::string& preview = trace->form_preview;
+      preview.resize(std::min<uint64_t>(body->size(), 16384));
+      size_t filled = 0;
+      while (filled < preview.size()) {
+        size_t got = 0;
+        if (!body->ReadAt(filled, preview.data() + filled, preview.size() - filled, &got).ok() ||
+            got == 0) {
+          break;
+        }
+        filled += got;
       }
+      preview.resize(filled);
     }
   }
   g_in_flight++;

@@ -24,6 +24,7 @@
 #include "fcgi/socket.h"
 #include "milter/filter.h"
 #include "milter/log.h"
+#include "milter/try.h"
 #include "version.h"
 
 namespace {
@@ -36,6 +37,9 @@ void PrintHelp() {
   std::printf(
       "Usage: fcgi-milter [-c FILE]        run the mail filter in the foreground\n"
       "       fcgi-milter -t [-c FILE]     check the config and that the FastCGI backend answers\n"
+      "       fcgi-milter try [-c FILE] --rcpt ADDR [--from ADDR] [--client-ip IP] [--helo NAME]\n"
+      "                       [--tls] [--json] [MESSAGE.eml | -]\n"
+      "                                    run one message through the scripts, no MTA\n"
       "\n"
       "Options:\n"
       "  -c, --config FILE   configuration file (default %s)\n"
@@ -302,6 +306,7 @@ int Run(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "try") == 0) return milter::RunTry(argc - 1, argv + 1);
   static const option kOptions[] = {
       {"config", required_argument, nullptr, 'c'}, {"test", no_argument, nullptr, 't'},
       {"help", no_argument, nullptr, 'h'},         {"version", no_argument, nullptr, 'V'},
