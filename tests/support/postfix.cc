@@ -252,6 +252,17 @@ std::string Postfix::MasterCf(std::string* error) const {
                                          << "/pid/master.pid holds '" << pid_text << "'\n"
                                          << Tail(maillog());
   }
+  // Postfix daemonizes, so it is no child of ours: a guard child (which gets SIGTERM when this
+  // process dies, see Process::Start) stops the instance if a killed test binary cannot.
+  Process::Options guard_options;
+  guard_options.output_dir = dir_.path();
+  guard_options.name = "guard";
+  auto guarded = guard_.Start({"/bin/sh", "-c",
+                               "trap '" + std::string(kPostfix) + " -c " + config_dir_ +
+                                   " stop >/dev/null 2>&1; kill $s; exit 0' TERM; "
+                                   "while :; do sleep 3600 & s=$!; wait $s; done"},
+                              guard_options);
+  if (!guarded) return guarded;
   SmtpClient::Reply banner;
   bool ready = WaitUntil(
       [&] {
@@ -279,6 +290,9 @@ bool Postfix::WaitForSessionExit(pid_t sid, std::chrono::milliseconds timeout) c
   if (master_pid_ <= 0) return ::testing::AssertionSuccess();
   pid_t sid = master_pid_;
   master_pid_ = -1;
+  // SIGKILL, not SIGTERM: the guard's trap would run a second `postfix stop`.
+  guard_.Signal(SIGKILL);
+  guard_.Stop();
   auto stopped = PostfixCommand("stop");
   if (WaitForSessionExit(sid, std::chrono::seconds(10))) return ::testing::AssertionSuccess();
   auto aborted = PostfixCommand("abort");

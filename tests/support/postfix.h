@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace testing_support {
@@ -73,6 +74,8 @@ class Postfix {
   std::string data_dir_;
   std::string maillog_path_;
   pid_t master_pid_ = -1;
+  // Runs `postfix stop` if this test binary dies without running destructors (see Start).
+  Process guard_;
 };
 
 }  // namespace testing_support

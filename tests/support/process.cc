@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,8 +62,13 @@ void WriteAll(int fd, const void* data, size_t size) {
 
 // Child side after fork: only async-signal-safe calls. Reports an exec failure's errno on err_fd.
 [[noreturn]] void ExecChild(ExecArgs& args, int stdin_fd, int stdout_fd, int stderr_fd, int err_fd,
-                            const char* cwd) {
+                            const char* cwd, pid_t parent) {
   setpgid(0, 0);
+  // A test binary killed by a timeout runs no destructors: SIGTERM lets php-fpm or the daemon take
+  // their workers down instead of lingering. (Fires when the forking thread exits: start fixtures
+  // from the test's own thread.)
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(127);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -102,6 +108,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
     *error = std::string("pipe2: ") + std::strerror(errno);
     return -1;
   }
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     *error = std::string("fork: ") + std::strerror(errno);
@@ -111,7 +118,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   }
   if (pid == 0) {
     ExecChild(args, stdin_fd, stdout_fd, stderr_fd, err_pipe[1],
-              cwd.empty() ? nullptr : cwd.c_str());
+              cwd.empty() ? nullptr : cwd.c_str(), parent);
   }
   // Both sides set the group, so a signal to -pid works whichever runs first.
   setpgid(pid, pid);

@@ -41,6 +41,8 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   // fork/exec argv (argv[0] looked up in PATH), stdin from /dev/null, stdout/stderr to files.
+  // The child gets SIGTERM if the calling thread dies (PR_SET_PDEATHSIG), so a test binary killed
+  // by a timeout leaves nothing behind: call from a thread that outlives the child.
   // Fails (with the reason) if already running, argv is empty, or exec fails.
   [[nodiscard]] ::testing::AssertionResult Start(const std::vector<std::string>& argv,
                                                  const Options& options);

@@ -48,15 +48,16 @@ std::string Sendmail::DefaultRoot() {
     return env;
   }
   // FCGI_MILTER_BINARY is <build dir>/milter/fcgi-milter.
-  std::filesystem::path build = std::filesystem::path(FCGI_MILTER_BINARY).parent_path().parent_path();
+  std::filesystem::path build =
+      std::filesystem::path(FCGI_MILTER_BINARY).parent_path().parent_path();
   return (build / "sendmail-root").string();
 }
 
 Sendmail::FetchResult Sendmail::Fetch(const std::string& root) {
   FetchResult result;
-  CommandResult run = RunCommand(
-      {std::string(FCGI_MILTER_SOURCE_DIR) + "/scripts/fetch-sendmail", root},
-      std::chrono::seconds(300));
+  CommandResult run =
+      RunCommand({std::string(FCGI_MILTER_SOURCE_DIR) + "/scripts/fetch-sendmail", root},
+                 std::chrono::seconds(300));
   result.output = run.output;
   result.outcome = run.exit_code == 0   ? FetchOutcome::kReady
                    : run.exit_code == 2 ? FetchOutcome::kArchiveUnreachable
@@ -106,7 +107,8 @@ std::string Sendmail::McText() const {
      << "define(`confDEAD_LETTER_DROP', `" << d << "/dead.letter')dnl\n"
      << "define(`confHOST_STATUS_DIRECTORY', `" << d << "/hoststat')dnl\n"
      << "define(`confDONT_PROBE_INTERFACES', `True')dnl\n"
-     << "define(`confDOMAIN_NAME', `" << kHostName << "')dnl\n"
+     << "define(`confDOMAIN_NAME', `" << kHostName
+     << "')dnl\n"
      // Accepted mail stays queued: proof of acceptance, and no delivery process to outlive Stop.
      << "define(`confDELIVERY_MODE', `queueonly')dnl\n"
      // Nothing slow per connection (ident) and no refusal on a busy build machine.
@@ -144,9 +146,8 @@ std::string Sendmail::McText() const {
       !WriteFile(d + "/etc/service.switch", "hosts files\naliases files\n") ||
       !WriteFile(d + "/etc/aliases", "") ||
       // Both families: Sendmail looks its own name up on either, and sleeps 60 s if it fails.
-      !WriteFile(d + "/etc/hosts",
-                 std::string("127.0.0.1 ") + kHostName + " mx localhost\n::1 " + kHostName +
-                     " mx localhost\n")) {
+      !WriteFile(d + "/etc/hosts", std::string("127.0.0.1 ") + kHostName + " mx localhost\n::1 " +
+                                       kHostName + " mx localhost\n")) {
     return ::testing::AssertionFailure() << "cannot write the config in " << d << "/etc";
   }
   const std::string cf_dir = root + "/usr/share/sendmail/cf/";
@@ -155,13 +156,14 @@ std::string Sendmail::McText() const {
        ShellJoin({root + "/usr/bin/m4", "-D_CF_DIR_=" + cf_dir, cf_dir + "m4/cf.m4", mc_path_}) +
            " > " + ShellQuote(cf_path_)});
   if (!m4.ok() || ReadFile(cf_path_).find("\nXfcgi-milter,") == std::string::npos) {
-    return ::testing::AssertionFailure() << "m4 could not build " << cf_path_ << " (exit "
-                                         << m4.exit_code << "):\n"
-                                         << m4.output;
+    return ::testing::AssertionFailure()
+           << "m4 could not build " << cf_path_ << " (exit " << m4.exit_code << "):\n"
+           << m4.output;
   }
   std::vector<std::string> sendmail_argv = {binary, "-C", cf_path_, "-bD"};
   std::string debug = options_.debug;
-  if (const char* env = std::getenv("FCGI_MILTER_SENDMAIL_DEBUG"); debug.empty() && env != nullptr) {
+  if (const char* env = std::getenv("FCGI_MILTER_SENDMAIL_DEBUG");
+      debug.empty() && env != nullptr) {
     debug = env;
   }
   if (!debug.empty()) {
@@ -197,13 +199,14 @@ std::string Sendmail::McText() const {
       },
       std::chrono::seconds(15));
   if (exited || !ready) {
-    std::string why = exited ? "exited with " + std::to_string(process_.exit_status().value_or(-1))
-                             : "gave no 220 banner within 15 s (last: " +
-                                   std::to_string(banner.code) + " " + banner.text + ")";
+    std::string why = exited
+                          ? "exited with " + std::to_string(process_.exit_status().value_or(-1))
+                          : "gave no 220 banner within 15 s (last: " + std::to_string(banner.code) +
+                                " " + banner.text + ")";
     auto stopped = Stop();
-    return ::testing::AssertionFailure() << "Sendmail on port " << options_.port << " " << why
-                                         << "\n--- output ---\n"
-                                         << Tail(log()) << (stopped ? "" : stopped.message());
+    return ::testing::AssertionFailure()
+           << "Sendmail on port " << options_.port << " " << why << "\n--- output ---\n"
+           << Tail(log()) << (stopped ? "" : stopped.message());
   }
   uts_ns_ = ReadLink("/proc/" + std::to_string(pid_) + "/ns/uts");
   return ::testing::AssertionSuccess();
@@ -264,8 +267,12 @@ std::vector<std::string> Sendmail::QueueFiles(char kind) const {
   return out;
 }
 
-std::vector<std::string> Sendmail::QueuedEnvelopes() const { return QueueFiles('q'); }
+std::vector<std::string> Sendmail::QueuedEnvelopes() const {
+  return QueueFiles('q');
+}
 
-std::vector<std::string> Sendmail::QueuedBodies() const { return QueueFiles('d'); }
+std::vector<std::string> Sendmail::QueuedBodies() const {
+  return QueueFiles('d');
+}
 
 }  // namespace testing_support

@@ -1,7 +1,7 @@
 // Sendmail: a private, real Sendmail 8.17 daemon on a loopback port with INPUT_MAIL_FILTER in front
-// of a milter, for end-to-end tests. Sendmail is not installed (sendmail-bin conflicts with postfix):
-// scripts/fetch-sendmail unpacks Debian's packages into a cache root; see FACTS.md, Sendmail.
-// Thread-safety: not thread-safe; the test thread owns it.
+// of a milter, for end-to-end tests. Sendmail is not installed (sendmail-bin conflicts with
+// postfix): scripts/fetch-sendmail unpacks Debian's packages into a cache root; see FACTS.md,
+// Sendmail. Thread-safety: not thread-safe; the test thread owns it.
 #pragma once
 
 #include <sys/types.h>
@@ -20,15 +20,15 @@ namespace testing_support {
 class Sendmail {
  public:
   struct Options {
-    int port = 0;                // SMTP port on 127.0.0.1; 0: FreeTcpPort()
-    std::string milter;          // S= in Sendmail's syntax: "inet:PORT@127.0.0.1", "local:/path"
-    std::string flags = "T";     // F=: T tempfails when the filter is unreachable, R rejects
+    int port = 0;             // SMTP port on 127.0.0.1; 0: FreeTcpPort()
+    std::string milter;       // S= in Sendmail's syntax: "inet:PORT@127.0.0.1", "local:/path"
+    std::string flags = "T";  // F=: T tempfails when the filter is unreachable, R rejects
     std::string timeouts = "C:30s;S:10s;R:35s;E:5m";  // T=
-    std::vector<std::string> extra_mc;  // .mc lines added before MAILER(...)
+    std::vector<std::string> extra_mc;                // .mc lines added before MAILER(...)
     // `-d` debug categories (e.g. "64.10": milter), written to debug_log_path() with -D; empty:
     // the environment variable FCGI_MILTER_SENDMAIL_DEBUG, if set.
     std::string debug;
-    std::string root;            // the unpacked packages; empty: DefaultRoot()
+    std::string root;  // the unpacked packages; empty: DefaultRoot()
   };
 
   enum class FetchOutcome { kReady, kArchiveUnreachable, kFailed };
