@@ -357,6 +357,33 @@ const KeySpec kKeys[] = {
     c.fcgi_keep_alive = v.get<bool>();
     return std::string();
   }},
+  {"fcgi_backends", false, [](const Json& v, Config& c) {
+    constexpr const char* kWhat =
+        "an array of backends such as [\"unix:/run/php/php8.2-fpm.sock\", \"tcp:10.0.0.5:9000\"]";
+    if (!v.is_array() || v.empty() || v.size() > 64) return Expected(kWhat, v);
+    std::vector<BackendSpec> backends;
+    for (const Json& item : v) {
+      std::string entry = item.is_string() ? item.get<std::string>() : std::string();
+      BackendSpec b;
+      std::string why;
+      if (entry.rfind("unix:", 0) == 0) {
+        b.type = ConnectionType::kUnix;
+        b.address = entry.substr(5);
+        why = CheckAbsolutePath(b.address);
+        if (why.empty() && b.address.size() > kMaxFcgiSocketPath) why = "socket path too long";
+      } else if (entry.rfind("tcp:", 0) == 0) {
+        b.type = ConnectionType::kTcp;
+        b.address = entry.substr(4);
+        why = CheckHostPort(b.address);
+      } else {
+        why = "expected a unix: or tcp: prefix";
+      }
+      if (!why.empty()) return Expected(kWhat, v) + " (bad entry " + Describe(item) + ": " + why + ")";
+      backends.push_back(std::move(b));
+    }
+    c.fcgi_backends = std::move(backends);
+    return std::string();
+  }},
   {"validate_failure_action", false, [](const Json& v, Config& c) {
     return ReadChoice(v, {"tempfail", "accept", "reject"}, &c.validate_failure_action);
   }},
@@ -611,9 +638,14 @@ LoadResult ParseChecked(std::string_view text, const std::string& origin) {
     errors.push_back(origin + ": key '" + key + "' appears more than once");
   }
   for (const KeySpec& k : kKeys) {
-    if (k.required && !root.contains(k.name)) {
+    if (k.required && !root.contains(k.name) &&
+        !(std::string_view(k.name) == "fcgi_connection_address" && root.contains("fcgi_backends"))) {
       errors.push_back(origin + ": missing required key '" + k.name + "'");
     }
+  }
+  if (root.contains("fcgi_backends") && root.contains("fcgi_connection_address")) {
+    errors.push_back(origin + ": keys 'fcgi_connection_address' and 'fcgi_backends': give one " +
+                     "or the other (fcgi_backends lists every backend)");
   }
   if (type_ok && address_ok && !c.fcgi_connection_address.empty()) {
     std::vector<std::string> address_errors;
@@ -674,6 +706,15 @@ std::string Join(const std::vector<std::string>& items) {
 }
 }  // namespace
 
+std::string BackendList(const Config& c) {
+  std::string out;
+  for (const BackendSpec& b : c.fcgi_backends) {
+    out += (out.empty() ? "" : ", ") +
+           std::string(b.type == ConnectionType::kTcp ? "tcp:" : "unix:") + b.address;
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
   auto num = [](double d) { return FormatNumber(d); };
   char mode[8];
@@ -695,6 +736,7 @@ std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
       {"max_reply_size", std::to_string(c.max_reply_size)},
       {"fcgi_max_connections", std::to_string(c.fcgi_max_connections)},
       {"fcgi_keep_alive", c.fcgi_keep_alive ? "true" : "false"},
+      {"fcgi_backends", BackendList(c)},
       {"validate_failure_action", c.validate_failure_action},
       {"save_failure_action", c.save_failure_action},
       {"validate_skip_authenticated", c.validate_skip_authenticated ? "true" : "false"},
@@ -722,6 +764,11 @@ std::vector<std::string> ChangedKeys(const Config& before, const Config& after) 
     }
   }
   return changed;
+}
+
+std::vector<BackendSpec> Backends(const Config& c) {
+  if (!c.fcgi_backends.empty()) return c.fcgi_backends;
+  return {BackendSpec{c.fcgi_connection_type, c.fcgi_connection_address}};
 }
 
 }  // namespace config

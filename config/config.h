@@ -16,6 +16,11 @@ namespace config {
 enum class ConnectionType { kUnix, kTcp };
 enum class LineEnding { kLf, kCrlf };
 
+struct BackendSpec {
+  ConnectionType type = ConnectionType::kUnix;
+  std::string address;
+};
+
 struct Config {
   // The original Go processor's four keys, verbatim.
   ConnectionType fcgi_connection_type = ConnectionType::kUnix;
@@ -43,6 +48,9 @@ struct Config {
   // since a kept connection pins a worker. More concurrent requests wait (up to their deadline).
   size_t fcgi_max_connections = 4;
   bool fcgi_keep_alive = true;  // FCGI_KEEP_CONN: reuse connections between requests
+  // A php-fpm farm: "unix:/path" or "tcp:host:port" entries, instead of the two keys above.
+  // Requests go to the healthy backend with the fewest in flight.
+  std::vector<BackendSpec> fcgi_backends;
   // Per-stage policy: what a backend failure (unreachable, timeout, bad status, unparsable
   // reply) means: "tempfail" (safe default), "accept" or "reject".
   std::string validate_failure_action = "tempfail";
@@ -80,5 +88,8 @@ LoadResult Parse(std::string_view json_text, const std::string& origin);
 std::vector<std::pair<std::string, std::string>> Summarize(const Config& config);
 // "key: \"old\" -> \"new\"" for each key whose value differs (for reload logs).
 std::vector<std::string> ChangedKeys(const Config& before, const Config& after);
+
+// The backends to use: fcgi_backends, or the one fcgi_connection_type/_address names.
+std::vector<BackendSpec> Backends(const Config& config);
 
 }  // namespace config

@@ -415,18 +415,20 @@ mail::FailurePolicy ToPolicy(const std::string& word) {
 fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
   std::unique_ptr<Filter> f(new Filter);
   f->config_ = config;
-  fcgi::ClientOptions options;
-  fcgi::Status s = fcgi::BackendAddress::Parse(
-      config.fcgi_connection_type == config::ConnectionType::kTcp ? "tcp" : "unix",
-      config.fcgi_connection_address, &options.address);
-  if (!s.ok()) return s;
-  options.connect_timeout =
+  fcgi::BackendPoolOptions options;
+  for (const config::BackendSpec& spec : config::Backends(config)) {
+    fcgi::BackendAddress address;
+    fcgi::Status s = fcgi::BackendAddress::Parse(
+        spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
+    if (!s.ok()) return s;
+    options.addresses.push_back(address);
+  }
+  options.client.connect_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
-  options.max_reply_bytes = config.max_reply_size;
-  options.max_connections = config.fcgi_max_connections;
-  options.keep_alive = config.fcgi_keep_alive;
-  s = fcgi::Client::Create(options, &f->client_);
-  if (!s.ok()) return s;
+  options.client.max_reply_bytes = config.max_reply_size;
+  options.client.max_connections = config.fcgi_max_connections;
+  options.client.keep_alive = config.fcgi_keep_alive;
+  if (fcgi::Status s = fcgi::BackendPool::Create(options, &f->backends_); !s.ok()) return s;
   std::string server_name = config.server_name;
   if (server_name.empty()) {
     char host[256] = {0};
@@ -527,7 +529,7 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
   }
   g_in_flight++;
   fcgi::Result result =
-      client_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
+      backends_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
   g_in_flight--;
   mail::BackendOutcome outcome;
   outcome.transport = result.status;
@@ -542,7 +544,7 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
       stage, outcome, stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
   if (v.backend_failure) {
     LOG_ERROR("%s script %s via %s failed: %s", mail::StageName(stage), script.filename.c_str(),
-              client_->options().address.ToString().c_str(), v.reason.c_str());
+              backends_->Describe().c_str(), v.reason.c_str());
   }
   LOG_DEBUG("%s script answered in %lld us after %d attempt(s): %s %s", mail::StageName(stage),
             static_cast<long long>(result.elapsed.count()), result.attempts,

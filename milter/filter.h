@@ -10,6 +10,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "fcgi/backend_pool.h"
 #include "fcgi/client.h"
 #include "fcgi/protocol.h"
 #include "milter/mail/decision.h"
@@ -51,6 +52,7 @@ class Filter {
   static int RequestsInFlight();
 
   const config::Config& config() const { return config_; }
+  const fcgi::BackendPool& backends() const { return *backends_; }
 
   // One validate request for `recipient` and its verdict (accept without a request when no
   // validate script is set or a skip rule matches). *trace, if given, records the exchange.
@@ -72,7 +74,7 @@ class Filter {
                     const std::function<void()>& heartbeat, Exchange* trace) const;
 
   config::Config config_;
-  std::unique_ptr<fcgi::Client> client_;
+  std::unique_ptr<fcgi::BackendPool> backends_;
   fcgi::Params constant_params_;
   ScriptTarget validate_;
   ScriptTarget save_;

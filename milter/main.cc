@@ -60,13 +60,17 @@ std::string UnixSocketPath(const std::string& spec) {
   return {};
 }
 
-fcgi::Status ProbeConfiguredBackend(const config::Config& cfg) {
-  fcgi::BackendAddress address;
-  fcgi::Status s = fcgi::BackendAddress::Parse(
-      cfg.fcgi_connection_type == config::ConnectionType::kTcp ? "tcp" : "unix",
-      cfg.fcgi_connection_address, &address);
-  if (!s.ok()) return s;
-  return fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
+// Every backend that cannot be connected to, one problem per line.
+std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
+  std::vector<std::string> problems;
+  for (const config::BackendSpec& spec : config::Backends(cfg)) {
+    fcgi::BackendAddress address;
+    fcgi::Status s = fcgi::BackendAddress::Parse(
+        spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
+    if (s.ok()) s = fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
+    if (!s.ok()) problems.push_back(s.message());
+  }
+  return problems;
 }
 
 int CheckOnly(const std::string& path) {
@@ -78,8 +82,8 @@ int CheckOnly(const std::string& path) {
   }
   if (!loaded.ok()) return 1;
   const config::Config& cfg = loaded.config;
-  if (fcgi::Status s = ProbeConfiguredBackend(cfg); !s.ok()) {
-    std::fprintf(stdout, "%s: FastCGI backend: %s\n", path.c_str(), s.message().c_str());
+  for (const std::string& p : ProbeConfiguredBackends(cfg)) {
+    std::fprintf(stdout, "%s: FastCGI backend: %s\n", path.c_str(), p.c_str());
     problems++;
   }
   const std::string sock = UnixSocketPath(cfg.milter_socket);
@@ -270,14 +274,14 @@ int Run(const std::string& path) {
   }
   // Unreachable backends are reported now, in plain words (as the user we run as), but the
   // filter still starts: mail is tempfailed (kept by the sender) until php-fpm is there.
-  if (fcgi::Status s = ProbeConfiguredBackend(cfg); !s.ok()) {
-    LOG_ERROR("FastCGI backend not usable yet, mail will be tempfailed: %s", s.message().c_str());
+  for (const std::string& p : ProbeConfiguredBackends(cfg)) {
+    LOG_ERROR("FastCGI backend not usable yet (mail it would take is tempfailed): %s", p.c_str());
   }
 
   std::thread reloader(ReloadLoop, path, cfg);
 
   LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
-           cfg.milter_socket.c_str(), cfg.fcgi_connection_address.c_str());
+           cfg.milter_socket.c_str(), milter::Filter::Current()->backends().Describe().c_str());
   sd_notify(0, "READY=1");
   const int rc = smfi_main();
   sd_notify(0, "STOPPING=1");

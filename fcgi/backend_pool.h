@@ -1,0 +1,79 @@
+// Several FastCGI backends (a php-fpm farm) behind one Execute(): each request goes to the
+// healthy backend with the fewest requests in flight. A backend that refuses connections or
+// does not accept one in time is marked down and skipped; a prober thread connects to down
+// backends every probe_interval and brings them back. When every backend is down a request
+// fails at once instead of waiting for timeouts. A request is retried on another backend only
+// when nothing of it can have reached a script (the connection itself failed).
+// Thread-safety: Execute() and stats() may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fcgi/client.h"
+
+namespace fcgi {
+
+struct BackendPoolOptions {
+  std::vector<BackendAddress> addresses;
+  ClientOptions client;  // address ignored; everything else applies to each backend
+  std::chrono::milliseconds probe_interval{250};
+};
+
+struct BackendStats {
+  std::string address;
+  bool up = true;
+  int in_flight = 0;
+  ClientStats pool;
+  uint64_t requests = 0;
+  uint64_t failures = 0;
+};
+
+class BackendPool {
+ public:
+  static Status Create(const BackendPoolOptions& options, std::unique_ptr<BackendPool>* out);
+  ~BackendPool();
+  BackendPool(const BackendPool&) = delete;
+  BackendPool& operator=(const BackendPool&) = delete;
+
+  Result Execute(const Params& params, std::shared_ptr<const Body> body,
+                 Client::Clock::time_point deadline,
+                 const std::function<void()>& heartbeat = nullptr,
+                 std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(10));
+
+  std::vector<BackendStats> stats() const;
+  // True when at least one backend is up.
+  bool AnyUp() const;
+  // "unix:/run/php.sock" or "2 backends", for logs.
+  std::string Describe() const;
+
+ private:
+  struct Backend {
+    BackendAddress address;
+    std::unique_ptr<Client> client;
+    std::atomic<bool> up{true};
+    std::atomic<int> in_flight{0};
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> failures{0};
+  };
+
+  BackendPool() = default;
+  Backend* Pick(const std::vector<Backend*>& tried);
+  void MarkDown(Backend* b, const Status& why);
+  void ProbeLoop();
+
+  BackendPoolOptions options_;
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::thread prober_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+};
+
+}  // namespace fcgi
