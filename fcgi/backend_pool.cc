@@ -138,6 +138,13 @@ bool BackendPool::AnyUp() const {
   return std::any_of(backends_.begin(), backends_.end(), [](const auto& b) { return b->up.load(); });
 }
 
+bool BackendPool::AnyConnectable() const {
+  for (const auto& b : backends_) {
+    if (ProbeBackend(b->address, 1000).ok()) return true;
+  }
+  return false;
+}
+
 std::string BackendPool::Describe() const {
   if (backends_.size() == 1) return backends_[0]->address.ToString();
   return std::to_string(backends_.size()) + " backends";

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "milter/log.h"
+#include "milter/metrics.h"
 #include "milter/mail/raw_message.h"
 #include "milter/mail/rfc2047.h"
 #include "version.h"
@@ -230,6 +231,7 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
     RefreshQueueId(ctx, &m);
     const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
     const mail::Verdict v = m.filter->Validate(m.envelope, rcpt);
+    metrics::CountRecipient(mail::ActionName(v.action));
     if (v.action == mail::Verdict::Action::kAccept) {
       m.envelope.recipients.push_back(rcpt);
     } else {
@@ -303,28 +305,17 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
 void ApplyEndOfMessage(SMFICTX* ctx, const Message& m, mail::Verdict* v) {
   using Action = mail::Verdict::Action;
   if (v->action != Action::kAccept && v->action != Action::kQuarantine) return;
-  size_t removed = 0;
+  for (const std::string& rcpt : mail::ResolveRefusals(m.envelope.recipients, v)) {
+    LOG_WARNING("%s: save script refused <%s>, which is not a recipient of this message",
+                m.envelope.queue_id.c_str(), rcpt.c_str());
+  }
+  if (v->action == Action::kReject) return;  // it refused every recipient
   for (const std::string& rcpt : v->refused_recipients) {
-    const auto& all = m.envelope.recipients;
-    if (std::find(all.begin(), all.end(), rcpt) == all.end()) {
-      LOG_WARNING("%s: save script refused <%s>, which is not a recipient of this message",
-                  m.envelope.queue_id.c_str(), rcpt.c_str());
-      continue;
-    }
     std::string bracketed = "<" + rcpt + ">";
     if (smfi_delrcpt(ctx, bracketed.data()) != MI_SUCCESS) {
       *v = LocalTempfail("could not remove refused recipient <" + rcpt + ">");
       return;
     }
-    removed++;
-  }
-  if (removed > 0 && removed >= m.envelope.recipients.size()) {
-    v->action = Action::kReject;
-    v->smtp_code = "550";
-    v->enhanced_code = "5.7.1";
-    v->text = "Message refused for every recipient";
-    v->reason += " (every recipient refused)";
-    return;
   }
   for (const mail::HeaderEdit& e : v->header_edits) {
     std::string name = e.name;
@@ -361,8 +352,10 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     if (early != SMFIS_CONTINUE) return early;
     m.envelope.message_size = m.encoder->raw_size();
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
+    if (m.spool->spilled()) metrics::CountSpill();
     mail::Verdict v = m.filter->Save(m.envelope, m.spool, [ctx] { smfi_progress(ctx); });
     ApplyEndOfMessage(ctx, m, &v);
+    metrics::CountMessage(mail::ActionName(v.action));
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
@@ -402,6 +395,22 @@ ScriptTarget MakeTarget(const std::string& filename) {
   const size_t slash = filename.rfind('/');
   t.document_root = slash == 0 || slash == std::string::npos ? "/" : filename.substr(0, slash);
   return t;
+}
+
+// The metrics label of a failed request.
+const char* BackendErrorKind(const fcgi::Result& r) {
+  using Code = fcgi::Status::Code;
+  switch (r.status.code()) {
+    case Code::kOk: return r.response.status / 100 != 2 ? "status" : "reply";
+    case Code::kConnectFailed: return "connect";
+    case Code::kTimeout: return "timeout";
+    case Code::kIoError: return "io";
+    case Code::kProtocolError: return "protocol";
+    case Code::kTooLarge: return "too_large";
+    case Code::kUnavailable: return "unavailable";
+    case Code::kInvalidArgument: return "other";
+  }
+  return "other";
 }
 
 mail::FailurePolicy ToPolicy(const std::string& word) {
@@ -542,7 +551,10 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
   }
   mail::Verdict v = mail::Decide(
       stage, outcome, stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
+  metrics::ObserveLatency(mail::StageName(stage),
+                          static_cast<double>(result.elapsed.count()) / 1e6);
   if (v.backend_failure) {
+    metrics::CountBackendError(BackendErrorKind(result));
     LOG_ERROR("%s script %s via %s failed: %s", mail::StageName(stage), script.filename.c_str(),
               backends_->Describe().c_str(), v.reason.c_str());
   }

@@ -24,6 +24,7 @@
 #include "fcgi/socket.h"
 #include "milter/filter.h"
 #include "milter/log.h"
+#include "milter/metrics.h"
 #include "milter/try.h"
 #include "version.h"
 
@@ -37,8 +38,8 @@ void PrintHelp() {
   std::printf(
       "Usage: fcgi-milter [-c FILE]        run the mail filter in the foreground\n"
       "       fcgi-milter -t [-c FILE]     check the config and that the FastCGI backend answers\n"
-      "       fcgi-milter try [-c FILE] --rcpt ADDR [--from ADDR] [--client-ip IP] [--helo NAME]\n"
-      "                       [--tls] [--json] [MESSAGE.eml | -]\n"
+      "       fcgi-milter try [-c FILE] --rcpt ADDR [--from ADDR] [--client-ip IP]\n"
+      "                       [--client-name NAME] [--helo NAME] [--tls] [--json] [MESSAGE.eml|-]\n"
       "                                    run one message through the scripts, no MTA\n"
       "\n"
       "Options:\n"
@@ -278,6 +279,17 @@ int Run(const std::string& path) {
     LOG_ERROR("FastCGI backend not usable yet (mail it would take is tempfailed): %s", p.c_str());
   }
 
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  if (!cfg.metrics_listen.empty()) {
+    fcgi::Status s = metrics::HttpServer::Start(
+        cfg.metrics_listen, [] { return milter::Filter::Current()->backends().stats(); },
+        [] { return milter::Filter::Current()->backends().AnyConnectable(); }, &metrics_server);
+    if (!s.ok()) {
+      LOG_ERROR("%s", s.message().c_str());
+      return 1;
+    }
+    LOG_INFO("metrics on http://%s/metrics", cfg.metrics_listen.c_str());
+  }
   std::thread reloader(ReloadLoop, path, cfg);
 
   LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,

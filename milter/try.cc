@@ -42,8 +42,8 @@ struct Options {
 void PrintUsage(FILE* out) {
   std::fprintf(out,
                "Usage: fcgi-milter try [-c FILE] --rcpt ADDR [--rcpt ADDR...] [--from ADDR]\n"
-               "                       [--client-ip IP] [--helo NAME] [--tls] [--json] "
-               "[MESSAGE.eml | -]\n"
+               "                       [--client-ip IP] [--client-name NAME] [--helo NAME] [--tls]\n"
+               "                       [--json] [MESSAGE.eml | -]\n"
                "Runs one message through the configured validate and save scripts, no MTA.\n"
                "Exit status: 0 accepted, 1 refused, 2 temporary failure, 3 usage/config error.\n");
 }
@@ -396,6 +396,11 @@ int RunTry(int argc, char** argv) {
     env.subject = mail::DecodeHeaderValue(subject_raw);
     Exchange ex;
     filter->Save(env, spool, nullptr, &ex);
+    // What the daemon does at end of message with the refusals, so the outcome matches.
+    for (const std::string& r : mail::ResolveRefusals(env.recipients, &ex.verdict)) {
+      std::fprintf(stderr, "fcgi-milter try: the save script refused <%s>, not a recipient\n",
+                   r.c_str());
+    }
     if (!o.json) PrintExchange("save", ex);
     report["save"] = ExchangeJson(ex);
     using Action = mail::Verdict::Action;

@@ -1,6 +1,7 @@
 // The decision table; see decision.h.
 #include "milter/mail/decision.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "milter/mail/json_reply.h"
@@ -117,6 +118,34 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
   }
   if (empty) return Failure(stage, policy, "script returned an empty reply (not SAVED)");
   return Failure(stage, policy, "script replied " + Quoted(reply) + " (not SAVED)");
+}
+
+std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipients,
+                                         Verdict* v) {
+  std::vector<std::string> unknown;
+  if (v->action != Verdict::Action::kAccept && v->action != Verdict::Action::kQuarantine) {
+    return unknown;
+  }
+  std::vector<std::string> kept;
+  for (const std::string& r : v->refused_recipients) {
+    const bool known = std::find(recipients.begin(), recipients.end(), r) != recipients.end();
+    const bool dup = std::find(kept.begin(), kept.end(), r) != kept.end();
+    if (!known) {
+      unknown.push_back(r);
+    } else if (!dup) {
+      kept.push_back(r);
+    }
+  }
+  v->refused_recipients = std::move(kept);
+  if (!v->refused_recipients.empty() && v->refused_recipients.size() >= recipients.size()) {
+    v->action = Verdict::Action::kReject;
+    v->smtp_code = "550";
+    v->enhanced_code = "5.7.1";
+    v->text = "Message refused for every recipient";
+    v->reason += " (every recipient refused)";
+    v->header_edits.clear();
+  }
+  return unknown;
 }
 
 const char* StageName(Stage stage) {

@@ -56,6 +56,12 @@ enum class FailurePolicy { kTempfail, kAccept, kReject };
 Verdict Decide(Stage stage, const BackendOutcome& outcome,
                FailurePolicy policy = FailurePolicy::kTempfail);
 
+// Checks a save verdict's refused recipients against the message's: drops (and returns) the ones
+// that are not recipients of it, and turns a verdict that refuses every recipient into a
+// rejection (550 5.7.1), since a message with no recipient left cannot be accepted.
+std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipients,
+                                         Verdict* verdict);
+
 const char* StageName(Stage stage);
 const char* ActionName(Verdict::Action action);
 

@@ -189,3 +189,31 @@ TEST(FailurePolicy, DefaultIsTemporaryFailure) {
 
 }  // namespace
 }  // namespace mail
+
+namespace mail {
+namespace {
+
+TEST(ResolveRefusals, DropsUnknownAddressesAndKeepsTheOthers) {
+  Verdict v;
+  v.action = Verdict::Action::kAccept;
+  v.refused_recipients = {"b@x.test", "stranger@x.test", "b@x.test"};
+  auto unknown = ResolveRefusals({"a@x.test", "b@x.test"}, &v);
+  EXPECT_EQ(unknown, (std::vector<std::string>{"stranger@x.test"}));
+  EXPECT_EQ(v.refused_recipients, (std::vector<std::string>{"b@x.test"}));
+  EXPECT_EQ(v.action, Verdict::Action::kAccept);
+}
+
+TEST(ResolveRefusals, RefusingEveryRecipientRejectsTheMessage) {
+  Verdict v;
+  v.action = Verdict::Action::kAccept;
+  v.refused_recipients = {"a@x.test", "b@x.test"};
+  v.header_edits.push_back({});
+  ResolveRefusals({"a@x.test", "b@x.test"}, &v);
+  EXPECT_EQ(v.action, Verdict::Action::kReject);
+  EXPECT_EQ(v.smtp_code, "550");
+  EXPECT_EQ(v.enhanced_code, "5.7.1");
+  EXPECT_TRUE(v.header_edits.empty());
+}
+
+}  // namespace
+}  // namespace mail
