@@ -1,0 +1,379 @@
+// `fcgi-milter try` against a real php-fpm running the shipped example scripts (the plain-text
+// pair examples/*.php and the JSON pair examples/json/*.php): exit statuses, the --json report
+// (form fields, verdicts, header edits, refused recipients) and the Maildirs the scripts fill.
+// Thread-safety: each test owns its php-fpm and directories; run on the gtest main thread.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/milter_daemon.h"
+#include "tests/support/php_fpm.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace {
+
+using nlohmann::json;
+using testing_support::MilterBinary;
+using testing_support::PhpFpm;
+using testing_support::Process;
+using testing_support::ReadFile;
+using testing_support::TempDir;
+
+constexpr const char* kMessage =
+    "From: Sender <sender@origin.test>\n"
+    "To: someone@example.test\n"
+    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from try\n"
+    "Message-ID: <try-test-1@origin.test>\n"
+    "\n"
+    "Hello from the try test.\n"
+    "Second line.\n";
+
+std::string Example(const std::string& rel) {
+  return std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/" + rel;
+}
+
+// Names of the files in dir (not . and ..); empty if dir does not exist.
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  return names;
+}
+
+struct TryRun {
+  int exit_status = -1;
+  std::string out;  // stdout: the report
+  std::string err;  // stderr: log lines
+  json report;      // parsed stdout with --json
+};
+
+// php-fpm with one pair of example scripts, a recipient list, a Maildir root and a lock dir that
+// the pool user can write, and a daemon config pointing at them.
+class TryTest : public ::testing::Test {
+ protected:
+  void StartPair(const std::string& validate_rel, const std::string& save_rel,
+                 const json& extra_config = json::object()) {
+    recipients_ = data_.Write("recipients.txt", "@example.test\npostmaster@localhost\n");
+    maildir_ = data_.Mkdir("Maildir", 0777);
+    locks_ = data_.Mkdir("locks", 0777);
+    PhpFpm::Options o;
+    o.env["FCGI_MILTER_RECIPIENTS"] = recipients_;
+    o.env["FCGI_MILTER_MAILDIR"] = maildir_;
+    o.env["FCGI_MILTER_LOCK_DIR"] = locks_;
+    php_ = std::make_unique<PhpFpm>(o);
+    const std::string validate = php_->CopyScript(Example(validate_rel), "validate.php");
+    const std::string save = php_->CopyScript(Example(save_rel), "save.php");
+    ASSERT_FALSE(validate.empty());
+    ASSERT_FALSE(save.empty());
+    ASSERT_TRUE(php_->Start());
+    json config = {
+        {"fcgi_connection_type", php_->connection_type()},
+        {"fcgi_connection_address", php_->address()},
+        {"fcgi_script_filename_validate", validate},
+        {"fcgi_script_filename_save", save},
+        {"spool_directory", data_.path()},
+    };
+    config.update(extra_config);
+    config_path_ = data_.Write("fcgi-milter.json", config.dump(2));
+    message_path_ = data_.Write("message.eml", kMessage);
+  }
+
+  TryRun Try(std::vector<std::string> args, bool as_json) {
+    std::vector<std::string> argv = {MilterBinary(), "try", "-c", config_path_,
+                                     "--from", "sender@origin.test"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (as_json) argv.push_back("--json");
+    argv.push_back(message_path_);
+    TryRun run;
+    Process p;
+    Process::Options po;
+    po.output_dir = data_.Mkdir("out-" + std::to_string(++runs_));
+    po.name = "try";
+    if (!p.Start(argv, po)) {
+      ADD_FAILURE() << "cannot start " << MilterBinary();
+      return run;
+    }
+    run.exit_status = p.Wait(std::chrono::seconds(60)).value_or(-1);
+    run.out = p.ReadStdout();
+    run.err = p.ReadStderr();
+    if (as_json) {
+      run.report = json::parse(run.out, nullptr, false);
+      EXPECT_FALSE(run.report.is_discarded()) << "not JSON:\n" << run.out << run.err;
+    }
+    return run;
+  }
+
+  // The value of the first form field `name` of the save exchange, or null.
+  static json FormField(const json& report, const std::string& name) {
+    if (!report.contains("save") || !report["save"].contains("form")) return nullptr;
+    for (const json& f : report["save"]["form"]) {
+      if (f["name"] == name) return f["value"];
+    }
+    return nullptr;
+  }
+
+  static std::vector<std::string> FormNames(const json& report) {
+    std::vector<std::string> names;
+    if (!report.contains("save") || !report["save"].contains("form")) return names;
+    for (const json& f : report["save"]["form"]) names.push_back(f["name"]);
+    return names;
+  }
+
+  std::string Diagnostics(const TryRun& run) const {
+    return "stdout:\n" + run.out + "\nstderr:\n" + run.err + "\n" + php_->error_log();
+  }
+
+  TempDir data_;
+  std::unique_ptr<PhpFpm> php_;
+  std::string recipients_;
+  std::string maildir_;
+  std::string locks_;
+  std::string config_path_;
+  std::string message_path_;
+  int runs_ = 0;
+};
+
+// --- The plain-text pair: examples/validate.php and examples/save.php ---
+
+TEST_F(TryTest, PlainPairAcceptsKnownRecipientAndStoresMessageInMaildir) {
+  StartPair("validate.php", "save.php");
+  TryRun run = Try({"--rcpt", "someone@example.test"}, false);
+  EXPECT_EQ(run.exit_status, 0) << Diagnostics(run);
+  EXPECT_NE(run.out.find("== validate <someone@example.test>"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("   stdout   PASS"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("   stdout   SAVED"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("== the MTA would answer: 250 2.0.0 Ok: queued"), std::string::npos)
+      << run.out;
+
+  const std::vector<std::string> stored = ListDir(maildir_ + "/new");
+  ASSERT_EQ(stored.size(), 1u) << Diagnostics(run);
+  const std::string mail = ReadFile(maildir_ + "/new/" + stored[0]);
+  EXPECT_EQ(mail.rfind("Return-Path: <sender@origin.test>\n", 0), 0u) << mail;
+  EXPECT_NE(mail.find("Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from try\n"), std::string::npos);
+  EXPECT_NE(mail.find("\n\nHello from the try test.\nSecond line.\n"), std::string::npos) << mail;
+  EXPECT_TRUE(ListDir(maildir_ + "/tmp").empty());
+}
+
+TEST_F(TryTest, PlainPairRefusesUnknownRecipientWithExitOneAndSavesNothing) {
+  StartPair("validate.php", "save.php");
+  TryRun run = Try({"--rcpt", "nobody@elsewhere.test"}, false);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  EXPECT_NE(run.out.find("verdict  reject 550"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("every recipient refused"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("== save"), std::string::npos) << "no save request expected";
+  EXPECT_TRUE(ListDir(maildir_ + "/new").empty());
+}
+
+TEST_F(TryTest, PlainPairJsonReportShowsEveryFormFieldAndVerdict) {
+  StartPair("validate.php", "save.php");
+  TryRun run = Try({"--rcpt", "someone@example.test", "--rcpt", "nobody@elsewhere.test",
+                    "--client-ip", "192.0.2.7", "--helo", "mx.origin.test", "--tls"},
+                   true);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  const json& r = run.report;
+  EXPECT_EQ(r["exit_status"], 0);
+  EXPECT_EQ(r["outcome"], "250 2.0.0 Ok: queued");
+
+  ASSERT_EQ(r["validate"].size(), 2u) << r.dump(2);
+  const json& ok = r["validate"][0];
+  EXPECT_EQ(ok["recipient"], "someone@example.test");
+  EXPECT_EQ(ok["params"]["REQUEST_METHOD"], "GET");
+  EXPECT_EQ(ok["params"]["REMOTE_ADDR"], "192.0.2.7");
+  const std::string query = ok["params"]["QUERY_STRING"];
+  EXPECT_EQ(query.rfind("rcpt_to=someone%40example.test&mail_from=sender%40origin.test&"
+                        "remote_ip=192.0.2.7&helo=mx.origin.test&",
+                        0),
+            0u)
+      << query;
+  EXPECT_NE(query.find("&tls_on=true&daemon_name=try&queue_id=TRY"), std::string::npos) << query;
+  EXPECT_EQ(ok["stdout"], "PASS\n");
+  EXPECT_EQ(ok["verdict"]["action"], "accept");
+  EXPECT_EQ(ok["smtp"], "250 2.1.5 Ok");
+  const json& refused = r["validate"][1];
+  EXPECT_EQ(refused["verdict"]["action"], "reject");
+  EXPECT_EQ(refused["verdict"]["smtp_code"], "550");
+  EXPECT_EQ(refused["verdict"]["enhanced_code"], "5.1.1");
+  EXPECT_EQ(refused["smtp"],
+            "550 5.1.1 <nobody@elsewhere.test>: Recipient address rejected: User unknown");
+
+  const json& save = r["save"];
+  EXPECT_EQ(save["params"]["REQUEST_METHOD"], "POST");
+  EXPECT_EQ(save["params"]["CONTENT_TYPE"], "application/x-www-form-urlencoded");
+  EXPECT_EQ(save["verdict"]["action"], "accept");
+  EXPECT_EQ(save["stdout"], "SAVED\n");
+  const std::vector<std::string> expected_names = {
+      "remote_ip",   "subject",     "tls_on",     "helo",        "mail_from",
+      "rcpt_to_0",   "rcpt_to[]",   "rcpt_count", "queue_id",    "client_name",
+      "auth_login",  "tls_version", "tls_cipher", "message_size", "daemon_name",
+      "body"};
+  EXPECT_EQ(FormNames(r), expected_names);
+  EXPECT_EQ(FormField(r, "remote_ip"), "192.0.2.7");
+  EXPECT_EQ(FormField(r, "subject"), "Grüße from try");
+  EXPECT_EQ(FormField(r, "tls_on"), "true");
+  EXPECT_EQ(FormField(r, "tls_version"), "TLSv1.3");
+  EXPECT_EQ(FormField(r, "helo"), "mx.origin.test");
+  EXPECT_EQ(FormField(r, "mail_from"), "sender@origin.test");
+  EXPECT_EQ(FormField(r, "rcpt_to_0"), "someone@example.test");
+  EXPECT_EQ(FormField(r, "rcpt_to[]"), "someone@example.test");
+  EXPECT_EQ(FormField(r, "rcpt_count"), "1");
+  EXPECT_EQ(FormField(r, "queue_id"), r["envelope"]["queue_id"]);
+  EXPECT_EQ(FormField(r, "client_name"), "localhost");
+  EXPECT_EQ(FormField(r, "auth_login"), "");
+  EXPECT_EQ(FormField(r, "daemon_name"), "try");
+  EXPECT_EQ(FormField(r, "message_size"), std::to_string(std::string(kMessage).size()));
+  EXPECT_EQ(FormField(r, "body"), kMessage);
+  EXPECT_EQ(ListDir(maildir_ + "/new").size(), 1u);
+}
+
+TEST_F(TryTest, PlainPairWithPhpFpmStoppedIsTemporaryWithExitTwo) {
+  StartPair("validate.php", "save.php");
+  php_->Stop();
+  TryRun run = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 2) << Diagnostics(run);
+  const json& v = run.report["validate"][0];
+  EXPECT_EQ(v["verdict"]["action"], "tempfail");
+  EXPECT_EQ(v["smtp"], "451 4.3.0 Temporary failure, try again later");
+  EXPECT_NE(v["transport"].get<std::string>(), "ok");
+  EXPECT_FALSE(run.report.contains("save"));
+}
+
+TEST_F(TryTest, UsageAndConfigErrorsExitThree) {
+  StartPair("validate.php", "save.php");
+  testing_support::CommandResult no_rcpt =
+      testing_support::RunCommand({MilterBinary(), "try", "-c", config_path_, message_path_});
+  EXPECT_EQ(no_rcpt.exit_code, 3) << no_rcpt.output;
+  EXPECT_NE(no_rcpt.output.find("give at least one --rcpt"), std::string::npos) << no_rcpt.output;
+
+  testing_support::CommandResult no_config = testing_support::RunCommand(
+      {MilterBinary(), "try", "-c", data_.Path("missing.json"), "--rcpt", "a@example.test"});
+  EXPECT_EQ(no_config.exit_code, 3) << no_config.output;
+  EXPECT_NE(no_config.output.find("missing.json: cannot read"), std::string::npos)
+      << no_config.output;
+}
+
+// --- The JSON pair: examples/json/validate.php and examples/json/save.php ---
+
+TEST_F(TryTest, JsonPairStoresOneMaildirPerRecipientAndAddsHeader) {
+  StartPair("json/validate.php", "json/save.php");
+  TryRun run = Try({"--rcpt", "a@example.test", "--rcpt", "b@example.test"}, true);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  const json& save = run.report["save"];
+  EXPECT_EQ(save["headers"]["Content-Type"], "application/json");
+  EXPECT_EQ(save["verdict"]["action"], "accept");
+  EXPECT_EQ(save["verdict"]["reason"], "script replied JSON action accept");
+  ASSERT_EQ(save["verdict"]["header_edits"].size(), 1u) << save.dump(2);
+  const json& edit = save["verdict"]["header_edits"][0];
+  EXPECT_EQ(edit["kind"], "add");
+  EXPECT_EQ(edit["name"], "X-Fcgi-Milter-Stored");
+  EXPECT_EQ(edit["value"], "2 mailbox(es), queue id " +
+                               run.report["envelope"]["queue_id"].get<std::string>());
+  EXPECT_FALSE(save["verdict"].contains("refused_recipients"));
+  EXPECT_EQ(FormField(run.report, "rcpt_count"), "2");
+  for (const char* box : {"a@example.test", "b@example.test"}) {
+    const std::vector<std::string> stored = ListDir(maildir_ + "/" + box + "/new");
+    ASSERT_EQ(stored.size(), 1u) << box << "\n" << Diagnostics(run);
+    EXPECT_EQ(ReadFile(maildir_ + "/" + box + "/new/" + stored[0]), kMessage);
+  }
+}
+
+TEST_F(TryTest, JsonSaveRefusesFullMailboxButDeliversToTheOthers) {
+  StartPair("json/validate.php", "json/save.php");
+  ASSERT_FALSE(data_.Write("Maildir/full@example.test.full", "").empty());
+  TryRun run = Try({"--rcpt", "a@example.test", "--rcpt", "full@example.test"}, true);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  const json& verdict = run.report["save"]["verdict"];
+  EXPECT_EQ(verdict["action"], "accept");
+  EXPECT_EQ(verdict["refused_recipients"], json::array({"full@example.test"}));
+  ASSERT_EQ(verdict["header_edits"].size(), 1u);
+  EXPECT_EQ(verdict["header_edits"][0]["name"], "X-Fcgi-Milter-Stored");
+  EXPECT_EQ(verdict["header_edits"][0]["value"].get<std::string>().rfind("1 mailbox(es)", 0), 0u);
+  EXPECT_EQ(run.report["outcome"], "250 2.0.0 Ok: queued (except for the refused recipients)");
+  EXPECT_EQ(ListDir(maildir_ + "/a@example.test/new").size(), 1u);
+  EXPECT_TRUE(ListDir(maildir_ + "/full@example.test/new").empty());
+
+  TryRun plain = Try({"--rcpt", "a@example.test", "--rcpt", "full@example.test"}, false);
+  EXPECT_EQ(plain.exit_status, 0) << Diagnostics(plain);
+  EXPECT_NE(plain.out.find("refuse recipient <full@example.test>"), std::string::npos)
+      << plain.out;
+  EXPECT_NE(plain.out.find("add header X-Fcgi-Milter-Stored: 1 mailbox(es)"), std::string::npos)
+      << plain.out;
+}
+
+TEST_F(TryTest, JsonSaveRejectsWhenEveryMailboxIsFullWithExitOne) {
+  StartPair("json/validate.php", "json/save.php");
+  ASSERT_FALSE(data_.Write("Maildir/full@example.test.full", "").empty());
+  TryRun run = Try({"--rcpt", "full@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  const json& verdict = run.report["save"]["verdict"];
+  EXPECT_EQ(verdict["action"], "reject");
+  EXPECT_EQ(verdict["smtp_code"], "552");
+  EXPECT_EQ(verdict["enhanced_code"], "5.2.2");
+  EXPECT_EQ(run.report["outcome"], "552 5.2.2 Mailbox full");
+}
+
+TEST_F(TryTest, JsonValidateTempfailsLockedMailboxWithExitTwo) {
+  StartPair("json/validate.php", "json/save.php");
+  ASSERT_FALSE(data_.Write("locks/locked@example.test.lock", "").empty());
+  TryRun run = Try({"--rcpt", "locked@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 2) << Diagnostics(run);
+  const json& v = run.report["validate"][0];
+  EXPECT_EQ(v["headers"]["Content-Type"], "application/json");
+  EXPECT_EQ(v["verdict"]["action"], "tempfail");
+  EXPECT_EQ(v["verdict"]["smtp_code"], "450");
+  EXPECT_EQ(v["verdict"]["enhanced_code"], "4.2.1");
+  EXPECT_EQ(v["smtp"], "450 4.2.1 <locked@example.test>: Mailbox temporarily locked, try again later");
+  EXPECT_EQ(run.report["outcome"], "no recipient accepted (temporary failure): the sender retries");
+  EXPECT_FALSE(run.report.contains("save"));
+}
+
+TEST_F(TryTest, JsonValidateRejectsUnknownRecipientWithExitOne) {
+  StartPair("json/validate.php", "json/save.php");
+  TryRun run = Try({"--rcpt", "nobody@elsewhere.test"}, false);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  EXPECT_NE(run.out.find("verdict  reject 550 (script replied JSON action reject)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("== save"), std::string::npos) << "no save request expected";
+  EXPECT_TRUE(ListDir(maildir_).empty());
+}
+
+// A JSON reply the schema refuses falls under the stage's failure policy: a temporary failure
+// by default, or what validate_failure_action says.
+TEST_F(TryTest, InvalidJsonReplyFollowsTheFailurePolicy) {
+  StartPair("json/validate.php", "json/save.php");
+  const std::string bad = php_->AddScript(
+      "bad.php",
+      "<?php header('Content-Type: application/json');\n"
+      "echo json_encode(['action' => 'reject', 'smtp_code' => 450]);\n");
+  json config = json::parse(ReadFile(config_path_));
+  config["fcgi_script_filename_validate"] = bad;
+  testing_support::WriteFile(config_path_, config.dump(2));
+  TryRun run = Try({"--rcpt", "a@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 2) << Diagnostics(run);
+  const json& v = run.report["validate"][0]["verdict"];
+  EXPECT_EQ(v["action"], "tempfail");
+  EXPECT_EQ(v["smtp_code"], "451");
+  EXPECT_EQ(v["reason"],
+            "invalid JSON reply: key 'smtp_code': 450 does not go with reject (needs 5xx)");
+
+  config["validate_failure_action"] = "reject";
+  testing_support::WriteFile(config_path_, config.dump(2));
+  TryRun rejected = Try({"--rcpt", "a@example.test"}, true);
+  EXPECT_EQ(rejected.exit_status, 1) << Diagnostics(rejected);
+  EXPECT_EQ(rejected.report["validate"][0]["verdict"]["action"], "reject");
+}
+
+}  // namespace
