@@ -1,6 +1,9 @@
 #include "milter/filter.h"
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@ struct Message {
   std::shared_ptr<fcgi::Spool> spool;
   std::unique_ptr<mail::RawMessageEncoder> encoder;
   std::optional<std::string> raw_subject;
+  std::optional<mail::Verdict> failure;  // the message cannot be accepted (size, spool)
   Clock::time_point started = Clock::now();
 };
 
@@ -42,7 +46,62 @@ struct Session {
   mail::Envelope connection;  // client and HELO/TLS facts, copied into each message
   std::optional<Message> message;
   bool leading_space = false;  // SMFIP_HDR_LEADSPC granted: header values keep their whitespace
+  unsigned long no_reply = 0;  // SMFIP_NR_* stages the MTA does not wait on
+  int tcp_fd = -1;             // the MTA connection when it is TCP and we could find it
 };
+
+// libmilter's private context (struct smfi_str in libmilter.h, 8.14 to 8.17) begins with the
+// context id, the MTA socket, the debug level and the I/O timeout. Reading the socket lets us
+// keep TCP ACKs immediate (below). It is used only when the timeout holds libmilter's default
+// (we never change it) and the descriptor is a connected TCP socket: any other layout is
+// detected and the daemon simply keeps answering every stage.
+struct LibmilterContextHead {
+  long ctx_id;
+  int ctx_sd;
+  int ctx_dbg;
+  time_t ctx_timeout;
+};
+constexpr time_t kLibmilterDefaultTimeout = 7210;
+
+// The MTA writes unanswered packets back to back; with Nagle on its side each later packet
+// waits for the ACK of the previous one, which a delayed ACK holds ~40 ms. Quick-ACK mode is
+// not sticky in Linux, so it is re-armed at each callback (each follows a read).
+void QuickAck(const Session* s) {
+  if (s->tcp_fd < 0) return;
+  int one = 1;
+  ::setsockopt(s->tcp_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+// The socket under ctx if it is a TCP connection to one of our listening ports, else -1.
+int FindTcpSocket(SMFICTX* ctx, bool* is_unix) {
+  *is_unix = false;
+  const auto* head = reinterpret_cast<const LibmilterContextHead*>(ctx);
+  const int fd = head->ctx_sd;
+  if (head->ctx_timeout != kLibmilterDefaultTimeout || fd < 0 || fd > 1 << 20) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return -1;
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return -1;
+  sockaddr_storage local{};
+  len = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return -1;
+  if (local.ss_family == AF_UNIX) {
+    *is_unix = true;
+    return -1;
+  }
+  if (local.ss_family != AF_INET && local.ss_family != AF_INET6) return -1;
+  sockaddr_storage peer{};
+  len = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return -1;
+  return fd;
+}
+
+// CONTINUE, or NOREPLY where the MTA was told not to wait for this stage's answer.
+sfsistat Continue(const Session* s, unsigned long nr_bit) {
+  QuickAck(s);
+  return (s->no_reply & nr_bit) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
 
 Session* GetSession(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
 
@@ -159,6 +218,18 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
     // packet waits on Nagle/delayed ACK over inet: sockets (see FACTS.md).
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
+    // Stages whose answer is always "continue" need no reply: fewer round trips per message.
+    // Only where no stall can follow: on a unix socket, or on TCP with quick ACKs armed.
+    bool is_unix = false;
+    s->tcp_fd = FindTcpSocket(ctx, &is_unix);
+    if (is_unix || s->tcp_fd >= 0) {
+      s->no_reply = f1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_DATA |
+                          SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+      *pf1 |= s->no_reply;
+    }
+    QuickAck(s);
+    LOG_DEBUG("negotiated with the MTA: protocol flags 0x%lx (no-reply 0x%lx), %s", *pf1,
+              s->no_reply, is_unix ? "unix socket" : s->tcp_fd >= 0 ? "TCP, quick ACKs" : "TCP");
     *pf2 = 0;
     *pf3 = 0;
     s->leading_space = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
@@ -188,7 +259,7 @@ sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
     s->connection.client_ip = buf;
     if (s->connection.client_ip.empty()) s->connection.client_ip = Macro(ctx, "{client_addr}");
     s->connection.daemon_name = Macro(ctx, "{daemon_name}");
-    return SMFIS_CONTINUE;
+    return Continue(s, SMFIP_NR_CONN);
   });
 }
 
@@ -199,7 +270,7 @@ sfsistat OnHelo(SMFICTX* ctx, char* helo) {
     s->connection.tls_version = Macro(ctx, "{tls_version}");
     s->connection.tls_cipher = Macro(ctx, "{cipher}");
     s->connection.tls_on = !s->connection.tls_version.empty();
-    return SMFIS_CONTINUE;
+    return Continue(s, SMFIP_NR_HELO);
   });
 }
 
@@ -219,7 +290,7 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
         cfg.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
                                                            : mail::LineEnding::kLf,
         [spool](std::string_view encoded) { return spool->Append(encoded); });
-    return SMFIS_CONTINUE;
+    return Continue(s, SMFIP_NR_MAIL);
   });
 }
 
@@ -229,6 +300,7 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
     Message& m = *s->message;
     RefreshQueueId(ctx, &m);
+    QuickAck(s);
     const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
     const mail::Verdict v = m.filter->Validate(m.envelope, rcpt);
     metrics::CountRecipient(mail::ActionName(v.action));
@@ -244,28 +316,40 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
   });
 }
 
-sfsistat OnData(SMFICTX*) { return SMFIS_CONTINUE; }
+sfsistat OnData(SMFICTX* ctx) {
+  Session* s = GetSession(ctx);
+  return s != nullptr ? Continue(s, SMFIP_NR_DATA) : SMFIS_CONTINUE;
+}
 
-// A failed spool write (disk full) or an oversize message ends the transaction early.
-sfsistat CheckMessage(SMFICTX* ctx, Message& m, const fcgi::Status& written) {
-  const uint64_t limit = m.filter->config().max_message_size;
-  if (limit != 0 && m.encoder->raw_size() > limit) {
-    mail::Verdict v;
-    v.action = mail::Verdict::Action::kReject;
-    v.smtp_code = "552";
-    v.enhanced_code = "5.3.4";
-    v.text = "Message size exceeds fixed limit";
-    LOG_INFO("%s: message from %s over max_message_size (%llu bytes): rejected 552 5.3.4",
-             m.envelope.queue_id.c_str(), m.envelope.client_ip.c_str(),
-             static_cast<unsigned long long>(limit));
-    return Answer(ctx, v, SMFIS_CONTINUE);
+// A failed spool write (disk full) or an oversize message ends the transaction: at once where
+// the MTA waits for this stage's answer, else (no-reply stages) at end of message.
+void RecordFailure(Message& m, const fcgi::Status& written) {
+  if (!m.failure) {
+    const uint64_t limit = m.filter->config().max_message_size;
+    if (limit != 0 && m.encoder->raw_size() > limit) {
+      mail::Verdict v;
+      v.action = mail::Verdict::Action::kReject;
+      v.smtp_code = "552";
+      v.enhanced_code = "5.3.4";
+      v.text = "Message size exceeds fixed limit";
+      v.reason = "message over max_message_size (" + std::to_string(limit) + " bytes)";
+      m.failure = v;
+    } else if (!written.ok()) {
+      m.failure = LocalTempfail("cannot keep the message: " + written.ToString());
+    }
+    if (m.failure) {
+      LOG_INFO("%s: message from %s: %s %s (%s)", m.envelope.queue_id.c_str(),
+               m.envelope.client_ip.c_str(), mail::ActionName(m.failure->action),
+               m.failure->smtp_code.c_str(), m.failure->reason.c_str());
+    }
   }
-  if (!written.ok()) {
-    LOG_ERROR("%s: cannot keep the message: %s; tempfailing", m.envelope.queue_id.c_str(),
-              written.ToString().c_str());
-    return Answer(ctx, LocalTempfail(written.ToString()), SMFIS_CONTINUE);
-  }
-  return SMFIS_CONTINUE;
+}
+
+sfsistat CheckMessage(SMFICTX* ctx, Session* s, unsigned long nr_bit, const fcgi::Status& written) {
+  Message& m = *s->message;
+  RecordFailure(m, written);
+  if (m.failure && (s->no_reply & nr_bit) == 0) return Answer(ctx, *m.failure, SMFIS_CONTINUE);
+  return Continue(s, nr_bit);
 }
 
 sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
@@ -278,7 +362,8 @@ sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
     if (!m.raw_subject && strcasecmp(std::string(n).c_str(), "Subject") == 0) {
       m.raw_subject = std::string(val);
     }
-    return CheckMessage(ctx, m, m.encoder->AddHeader(n, val, s->leading_space));
+    if (m.failure) return CheckMessage(ctx, s, SMFIP_NR_HDR, fcgi::Status::Ok());
+    return CheckMessage(ctx, s, SMFIP_NR_HDR, m.encoder->AddHeader(n, val, s->leading_space));
   });
 }
 
@@ -286,7 +371,8 @@ sfsistat OnEndOfHeaders(SMFICTX* ctx) {
   return Guarded("eoh", [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
-    return CheckMessage(ctx, *s->message, s->message->encoder->EndHeaders());
+    if (s->message->failure) return CheckMessage(ctx, s, SMFIP_NR_EOH, fcgi::Status::Ok());
+    return CheckMessage(ctx, s, SMFIP_NR_EOH, s->message->encoder->EndHeaders());
   });
 }
 
@@ -295,8 +381,10 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
     Message& m = *s->message;
+    if (m.failure) return CheckMessage(ctx, s, SMFIP_NR_BODY, fcgi::Status::Ok());
     return CheckMessage(
-        ctx, m, m.encoder->AddBody(std::string_view(reinterpret_cast<const char*>(chunk), len)));
+        ctx, s, SMFIP_NR_BODY,
+        m.encoder->AddBody(std::string_view(reinterpret_cast<const char*>(chunk), len)));
   });
 }
 
@@ -348,8 +436,14 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
     Message& m = *s->message;
     RefreshQueueId(ctx, &m);
-    const sfsistat early = CheckMessage(ctx, m, m.encoder->Finish());
-    if (early != SMFIS_CONTINUE) return early;
+    QuickAck(s);
+    if (!m.failure) RecordFailure(m, m.encoder->Finish());
+    if (m.failure) {
+      const mail::Verdict failure = *m.failure;
+      metrics::CountMessage(mail::ActionName(failure.action));
+      s->message.reset();
+      return Answer(ctx, failure, SMFIS_CONTINUE);
+    }
     m.envelope.message_size = m.encoder->raw_size();
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
     if (m.spool->spilled()) metrics::CountSpill();

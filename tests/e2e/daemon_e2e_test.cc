@@ -5,7 +5,13 @@
 #include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <iostream>
 
 #include <atomic>
 #include <filesystem>
@@ -207,6 +213,76 @@ TEST_F(DaemonE2eTest, GracefulStopLetsTheSaveInFlightFinish) {
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(*status, 0) << Logs();
   EXPECT_NE(daemon_->log().find("stopped"), std::string::npos);
+}
+
+// A minimal HTTP GET on loopback: status line and body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return {0, "connect failed"};
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return {0, "write failed"};
+  }
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  const int status = response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
+}
+
+TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
+  StartPhp();
+  const int port = testing_support::FreeTcpPort();
+  json config = BaseConfig(save_a_);
+  config["fcgi_script_filename_validate"] =
+      php_->AddScript("validate.php", "<?php echo str_starts_with($_GET['rcpt_to'], 'no') "
+                                      "? 'REJECT 550 5.1.1 no' : 'PASS';");
+  config["metrics_listen"] = "127.0.0.1:" + std::to_string(port);
+  StartDaemonAndPostfix(config);
+  for (int i = 0; i < 3; ++i) {
+    auto r = SendMail(postfix_->port(), "s@client.test", {"user@example.test", "nobody@example.test"},
+                      testing_support::MakeMessage("s@client.test", "user@example.test", "m",
+                                                   "body\n"));
+    ASSERT_TRUE(r.accepted()) << r << Logs();
+  }
+  auto [status, text] = HttpGet(port, "/metrics");
+  ASSERT_EQ(status, 200) << text;
+  EXPECT_NE(text.find("fcgi_milter_messages_total{verdict=\"accept\"} 3\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fcgi_milter_recipients_total{verdict=\"accept\"} 3\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fcgi_milter_recipients_total{verdict=\"reject\"} 3\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fcgi_milter_request_duration_seconds_count{stage=\"save\"} 3\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fcgi_milter_request_duration_seconds_count{stage=\"validate\"} 6\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fcgi_milter_backend_up{backend=\"unix:" + php_->socket_path() + "\"} 1"),
+            std::string::npos)
+      << text;
+  std::cout << "--- /metrics scrape ---\n" << text;
+  EXPECT_EQ(HttpGet(port, "/healthz").first, 200);
+  php_->Stop();
+  EXPECT_EQ(HttpGet(port, "/healthz").first, 503);
+  auto r = Send("backend down");
+  EXPECT_FALSE(r.accepted());
+  auto [status2, text2] = HttpGet(port, "/metrics");
+  EXPECT_NE(text2.find("fcgi_milter_backend_errors_total{kind=\"connect\"} 1\n"),
+            std::string::npos)
+      << text2;
 }
 
 }  // namespace

@@ -430,3 +430,56 @@ TEST(ConfigSummary, ChangedKeysNamesEachDifferenceWithOldAndNewValue) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ConfigBackends, FarmIsReadInPlaceOfTheSingleAddress) {
+  auto r = config::Parse(R"({"fcgi_backends": ["unix:/run/php/a.sock", "tcp:10.0.0.5:9000",
+    "tcp:[::1]:9001"], "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  auto b = config::Backends(r.config);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].type, config::ConnectionType::kUnix);
+  EXPECT_EQ(b[0].address, "/run/php/a.sock");
+  EXPECT_EQ(b[1].type, config::ConnectionType::kTcp);
+  EXPECT_EQ(b[1].address, "10.0.0.5:9000");
+  EXPECT_EQ(b[2].address, "[::1]:9001");
+}
+
+TEST(ConfigBackends, SingleAddressIsTheOnlyBackendWhenNoFarmIsGiven) {
+  auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+  ASSERT_TRUE(r.ok());
+  auto b = config::Backends(r.config);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].address, "/run/php.sock");
+}
+
+TEST(ConfigBackends, BothFormsOrABadEntryAreErrors) {
+  auto both = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_backends": ["unix:/run/b.sock"], "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+  ASSERT_EQ(both.errors.size(), 1u);
+  EXPECT_NE(both.errors[0].find("give one or the other"), std::string::npos) << both.errors[0];
+  auto bad = config::Parse(R"({"fcgi_backends": ["php:/run/b.sock"],
+    "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_NE(bad.errors[0].find("'fcgi_backends'"), std::string::npos) << bad.errors[0];
+  EXPECT_NE(bad.errors[0].find("php:/run/b.sock"), std::string::npos) << bad.errors[0];
+}
+
+TEST(ConfigPolicy, FailureActionsAndSkipNetworksAreChecked) {
+  auto ok = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_script_filename_save": "/srv/save.php", "save_failure_action": "accept",
+    "validate_skip_networks": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]})", "t.json");
+  ASSERT_TRUE(ok.ok()) << ok.errors[0];
+  EXPECT_EQ(ok.config.save_failure_action, "accept");
+  EXPECT_EQ(ok.config.validate_skip_networks.size(), 3u);
+  auto bad = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
+    "fcgi_script_filename_save": "/srv/save.php", "save_failure_action": "drop",
+    "validate_skip_networks": ["10.0.0.0/33"]})", "t.json");
+  ASSERT_EQ(bad.errors.size(), 2u);
+  EXPECT_NE(bad.errors[0].find("'save_failure_action'"), std::string::npos);
+  EXPECT_NE(bad.errors[1].find("10.0.0.0/33"), std::string::npos) << bad.errors[1];
+}
+
+}  // namespace
