@@ -216,6 +216,40 @@ void ReloadLoop(std::string path, config::Config running) {
   }
 }
 
+// libmilter's listener notices a stop request only when its poll() times out (every 5 s). It
+// exports mi_stop(), the stop state its signal thread sets; when that turns non-zero we connect
+// to our own socket once so the listener wakes at once and a stop takes milliseconds.
+extern "C" int mi_stop(void);
+
+void WakeListener(const std::string& spec) {
+  fcgi::BackendAddress address;
+  const std::string sock = UnixSocketPath(spec);
+  fcgi::Status s;
+  if (!sock.empty()) {
+    s = fcgi::BackendAddress::Parse("unix", sock, &address);
+  } else {
+    // inet:PORT@HOST or inet6:PORT@HOST -> HOST:PORT for the parser.
+    const size_t colon = spec.find(':');
+    const size_t at = spec.find('@');
+    if (colon == std::string::npos || at == std::string::npos) return;
+    std::string host = spec.substr(at + 1);
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    s = fcgi::BackendAddress::Parse("tcp", host + ":" + spec.substr(colon + 1, at - colon - 1),
+                                    &address);
+  }
+  if (s.ok()) (void)fcgi::ProbeBackend(address, 200);
+}
+
+void StopWaker(std::string spec, std::atomic<bool>* done) {
+  while (!done->load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (mi_stop() != 0) {
+      WakeListener(spec);
+      return;
+    }
+  }
+}
+
 int Run(const std::string& path) {
   config::LoadResult loaded = config::LoadFile(path);
   if (!loaded.ok()) {
@@ -295,7 +329,11 @@ int Run(const std::string& path) {
   LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
            cfg.milter_socket.c_str(), milter::Filter::Current()->backends().Describe().c_str());
   sd_notify(0, "READY=1");
+  std::atomic<bool> main_done{false};
+  std::thread waker(StopWaker, cfg.milter_socket, &main_done);
   const int rc = smfi_main();
+  main_done = true;
+  waker.join();
   sd_notify(0, "STOPPING=1");
   g_stopping = true;
   pthread_kill(reloader.native_handle(), SIGUSR1);
