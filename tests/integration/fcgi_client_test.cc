@@ -202,7 +202,8 @@ TEST_F(FcgiClientTest, ConnectionsAreReusedAndBounded) {
     threads.emplace_back([&] {
       for (int i = 0; i < 25; ++i) {
         if (Get(client.get(), echo_).status.ok()) ok++;
-        EXPECT_LE(client->stats().busy + client->stats().idle, 2u);
+        const fcgi::ClientStats stats = client->stats();  // one snapshot: busy and idle together
+        EXPECT_LE(stats.busy + stats.idle, 2u);
       }
     });
   }
