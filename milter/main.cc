@@ -97,6 +97,26 @@ int CheckOnly(const std::string& path) {
       problems++;
     }
   }
+  // Deadlines within a few seconds of the MTA's: the MTA may give up first under load, and
+  // then applies its default action instead of our answer.
+  if (cfg.validate_timeout > 25) {
+    std::fprintf(stdout,
+                 "%s: warning: key 'validate_timeout' (%g s) leaves under 5 s before Postfix's "
+                 "milter_command_timeout (30 s) and Sendmail's T=R:35s\n",
+                 path.c_str(), cfg.validate_timeout);
+  }
+  if (cfg.save_timeout > 280) {
+    std::fprintf(stdout,
+                 "%s: warning: key 'save_timeout' (%g s) leaves under 20 s before Postfix's "
+                 "milter_content_timeout (300 s) and Sendmail's T=E:5m\n",
+                 path.c_str(), cfg.save_timeout);
+  }
+  if (cfg.fcgi_connect_timeout >= cfg.validate_timeout) {
+    std::fprintf(stdout,
+                 "%s: warning: key 'fcgi_connect_timeout' (%g s) is not below validate_timeout "
+                 "(%g s): a slow connect uses the whole validate deadline\n",
+                 path.c_str(), cfg.fcgi_connect_timeout, cfg.validate_timeout);
+  }
   if (problems == 0) std::fprintf(stdout, "%s: ok\n", path.c_str());
   return problems == 0 ? 0 : 1;
 }

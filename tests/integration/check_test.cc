@@ -1,0 +1,77 @@
+// `fcgi-milter -t` against a real php-fpm: a reachable backend is ok, a socket the daemon's user
+// may not connect to is explained with the fix, deadlines close to the MTA's are warned about.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/milter_daemon.h"
+#include "tests/support/php_fpm.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace {
+
+using testing_support::PhpFpm;
+
+std::string WriteConfig(const testing_support::TempDir& dir, const PhpFpm& php,
+                        nlohmann::json extra = {}) {
+  nlohmann::json c = {{"fcgi_connection_type", php.connection_type()},
+                      {"fcgi_connection_address", php.address()},
+                      {"fcgi_script_filename_save", "/srv/save.php"},
+                      {"milter_socket", "inet:10025@127.0.0.1"},
+                      {"spool_directory", "/tmp"}};
+  for (auto& [k, v] : extra.items()) c[k] = v;
+  return dir.Write("fcgi-milter.json", c.dump(2), 0644);
+}
+
+TEST(CheckCommand, ReachableBackendIsOk) {
+  PhpFpm php;
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string config = WriteConfig(dir, php);
+  auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(config + ": ok"), std::string::npos) << r.output;
+}
+
+TEST(CheckCommand, SocketThePermissionsRefuseIsExplainedWithTheFix) {
+  PhpFpm::Options o;
+  o.extra_pool_lines = {"listen.mode = 0660"};  // php-fpm's default: owner and group only
+  PhpFpm php(o);
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string config = WriteConfig(dir, php);
+  // As a user outside group www-data, the way a daemon without the group would run.
+  auto r = testing_support::RunCommand(
+      {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+       testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("permission denied"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("www-data:www-data mode 0660"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("usermod -a -G www-data"), std::string::npos) << r.output;
+}
+
+TEST(CheckCommand, DeadlineCloseToPostfixsIsWarnedAboutButNotAnError) {
+  PhpFpm php;
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string config = WriteConfig(dir, php, {{"validate_timeout", 28}});
+  auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: key 'validate_timeout' (28 s)"), std::string::npos)
+      << r.output;
+}
+
+TEST(CheckCommand, ConfigErrorsAreListedOnePerLine) {
+  testing_support::TempDir dir;
+  const std::string config = dir.Write(
+      "bad.json", R"({"fcgi_connection_type": "udp", "save_timout": 10, "validate_timeout": "x"})");
+  auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("key 'fcgi_connection_type'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'save_timeout'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("key 'validate_timeout'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing required key 'fcgi_script_filename_save'"), std::string::npos)
+      << r.output;
+}
+
+}  // namespace
