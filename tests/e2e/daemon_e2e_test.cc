@@ -68,12 +68,7 @@ class DaemonE2eTest : public ::testing::Test {
   }
 
   json BaseConfig(const std::string& save) {
-    return {{"fcgi_connection_type", php_->connection_type()},
-            {"fcgi_connection_address", php_->address()},
-            {"fcgi_script_filename_save", save},
-            {"spool_directory", tmp_.Mkdir("spool", 0777)},
-            {"save_timeout", 10},
-            {"log_level", "debug"}};
+    return testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0777));
   }
 
   void StartDaemonAndPostfix(const json& config) {

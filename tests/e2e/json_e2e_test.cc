@@ -36,13 +36,8 @@ class JsonE2eTest : public ::testing::Test {
     const std::string save = php_->CopyScript(src + "/examples/json/save.php");
     ASSERT_TRUE(php_->Start());
 
-    daemon_ = std::make_unique<MilterDaemon>(json{
-        {"fcgi_connection_type", php_->connection_type()},
-        {"fcgi_connection_address", php_->address()},
-        {"fcgi_script_filename_validate", validate},
-        {"fcgi_script_filename_save", save},
-        {"spool_directory", tmp_.Mkdir("spool", 0700)},
-        {"log_level", "debug"}});
+    daemon_ = std::make_unique<MilterDaemon>(
+        testing_support::BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700)));
     ASSERT_TRUE(daemon_->Start());
 
     // What Postfix delivers goes to smtp-sink, which writes one file per transaction.

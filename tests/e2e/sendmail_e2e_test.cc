@@ -96,14 +96,8 @@ class SendmailE2eTest : public ::testing::Test {
         php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/validate.php");
     const std::string save = php_->AddScript("save.php", save_source);
     ASSERT_TRUE(php_->Start());
-    json config = {{"fcgi_connection_type", php_->connection_type()},
-                   {"fcgi_connection_address", php_->address()},
-                   {"fcgi_script_filename_validate", validate},
-                   {"fcgi_script_filename_save", save},
-                   {"spool_directory", tmp_.Mkdir("spool", 0700)},
-                   {"validate_timeout", 5},
-                   {"save_timeout", 10},
-                   {"log_level", "debug"}};
+    json config =
+        testing_support::BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700));
     for (auto& [k, v] : extra_config.items()) config[k] = v;
     daemon_ = std::make_unique<MilterDaemon>(config);
     ASSERT_TRUE(daemon_->Start());

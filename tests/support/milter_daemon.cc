@@ -48,6 +48,18 @@ std::optional<SocketSpec> ParseSocketSpec(const std::string& spec) {
 
 }  // namespace
 
+nlohmann::json BaseDaemonConfig(const PhpFpm& php, const std::string& validate,
+                                const std::string& save, const std::string& spool_dir) {
+  return {{"fcgi_connection_type", php.connection_type()},
+          {"fcgi_connection_address", php.address()},
+          {"fcgi_script_filename_validate", validate},
+          {"fcgi_script_filename_save", save},
+          {"spool_directory", spool_dir},
+          {"validate_timeout", 5},
+          {"save_timeout", 10},
+          {"log_level", "debug"}};
+}
+
 std::string MilterBinary() {
   return FCGI_MILTER_BINARY;
 }

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/php_fpm.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -22,6 +23,11 @@ std::string MilterBinary();
 // The Postfix smtpd_milters form of a libmilter socket spec: "inet:PORT@HOST" -> "inet:HOST:PORT",
 // "unix:/p" and "local:/p" -> "unix:/p"; "" if the spec is not understood.
 std::string PostfixMilterSpec(const std::string& milter_socket);
+
+// The config every end-to-end test starts from: the php-fpm backend, the scripts (validate
+// may be ""), a private spool directory, deadlines short enough for tests, debug logging.
+nlohmann::json BaseDaemonConfig(const PhpFpm& php, const std::string& validate,
+                                const std::string& save, const std::string& spool_dir);
 
 class MilterDaemon {
  public:
