@@ -451,7 +451,12 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     }
     m.envelope.message_size = m.encoder->raw_size();
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
-    if (m.spool->spilled()) metrics::CountSpill();
+    if (m.spool->spilled()) {
+      metrics::CountSpill();
+      LOG_DEBUG("%s: message spilled to an unlinked temp file in %s (%llu bytes encoded)",
+                m.envelope.queue_id.c_str(), m.filter->config().spool_directory.c_str(),
+                static_cast<unsigned long long>(m.spool->size()));
+    }
     mail::Verdict v = m.filter->Save(m.envelope, m.spool, [ctx] { smfi_progress(ctx); });
     ApplyEndOfMessage(ctx, m, &v);
     metrics::CountMessage(mail::ActionName(v.action));

@@ -284,6 +284,34 @@ TEST_F(PostfixE2eTest, FiveMebibyteMessageLandsByteExactInTheExampleMaildir) {
   EXPECT_TRUE(std::filesystem::is_empty(tmp_.Path("Maildir/tmp")));
 }
 
+TEST_F(PostfixE2eTest, TwentyMebibyteMessageSpillsToDiskAndArrivesByteExact) {
+  StartAll();
+  std::string body;
+  body.reserve(20 * 1024 * 1024 + 100);
+  uint32_t x = 99;
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  while (body.size() < 20 * 1024 * 1024) {
+    for (int i = 0; i < 76; ++i) {
+      x = x * 1103515245 + 12345;
+      body.push_back(kAlphabet[(x >> 16) % 62]);
+    }
+    body.push_back('\n');
+  }
+  const std::string message =
+      testing_support::MakeMessage("sender@client.test", "big@example.test", "20 MiB", body);
+  auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message);
+  ASSERT_TRUE(r.accepted()) << r << Diagnostics();
+  auto saved = Saved();
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_EQ(saved[0].body.size(), message.size());
+  EXPECT_TRUE(saved[0].body == message) << "the saved body differs from the message sent";
+  EXPECT_EQ(saved[0].fields["message_size"], std::to_string(message.size()));
+  // Above spool_threshold (1 MiB) the message went through an unlinked file: nothing is left.
+  EXPECT_NE(daemon_->log().find("spilled to an unlinked temp file"), std::string::npos)
+      << Diagnostics();
+  EXPECT_TRUE(std::filesystem::is_empty(tmp_.Path("spool")));
+}
+
 TEST_F(PostfixE2eTest, MessageOverPostMaxSizeIsTempfailedByTheExampleNotLost) {
   const std::string example_save =
       testing_support::ReadFile(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/save.php");
