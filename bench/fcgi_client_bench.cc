@@ -170,8 +170,9 @@ int main(int argc, char** argv) {
   std::sort(latencies_ms.begin(), latencies_ms.end());
   auto pct = [&](double q) {
     if (latencies_ms.empty()) return 0.0;
-    return latencies_ms[std::min(latencies_ms.size() - 1,
-                                 static_cast<size_t>(q * static_cast<double>(latencies_ms.size())))];
+    return latencies_ms[std::min(
+        latencies_ms.size() - 1,
+        static_cast<size_t>(q * static_cast<double>(latencies_ms.size())))];
   };
   std::printf(
       "{\"ok\": %llu, \"failed\": %llu, \"wrong_reply\": %llu, \"seconds\": %.3f, "

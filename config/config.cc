@@ -204,7 +204,8 @@ bool IsNetwork(const std::string& text) {
   if (!v4 && !v6) return false;
   if (slash == std::string::npos) return true;
   const std::string bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) {
+  if (bits.empty() || bits.size() > 3 ||
+      bits.find_first_not_of("0123456789") != std::string::npos) {
     return false;
   }
   return std::stoi(bits) <= (v4 ? 32 : 128);
@@ -639,7 +640,8 @@ LoadResult ParseChecked(std::string_view text, const std::string& origin) {
   }
   for (const KeySpec& k : kKeys) {
     if (k.required && !root.contains(k.name) &&
-        !(std::string_view(k.name) == "fcgi_connection_address" && root.contains("fcgi_backends"))) {
+        !(std::string_view(k.name) == "fcgi_connection_address" &&
+          root.contains("fcgi_backends"))) {
       errors.push_back(origin + ": missing required key '" + k.name + "'");
     }
   }

@@ -59,16 +59,16 @@ struct Config {
   std::vector<std::string> validate_skip_networks;  // clients in these CIDRs: no validate
 
   // Daemon behaviour.
-  std::string user;                 // drop to this user after binding; "" = stay
-  std::string group;                // and this group; "" = the user's primary group
-  std::string milter_socket_group;  // chgrp the unix milter socket (e.g. "postfix"); "" = leave
-  std::string pid_file;             // absolute path written at start, removed at exit; "" = none
-  std::string log_target = "stderr";     // "stderr" | "syslog"
+  std::string user;                   // drop to this user after binding; "" = stay
+  std::string group;                  // and this group; "" = the user's primary group
+  std::string milter_socket_group;    // chgrp the unix milter socket (e.g. "postfix"); "" = leave
+  std::string pid_file;               // absolute path written at start, removed at exit; "" = none
+  std::string log_target = "stderr";  // "stderr" | "syslog"
   std::string syslog_facility = "mail";  // mail, daemon, user, local0..local7
-  double shutdown_timeout = 30.0;   // seconds in-flight saves get to finish at stop
-  std::string metrics_listen;       // "127.0.0.1:9466" serves /metrics and /healthz; "" = off
-  std::string log_level = "info";      // "error" | "warning" | "info" | "debug", lower-case
-  std::string server_name = "";        // SERVER_NAME param; "" = gethostname() at run time
+  double shutdown_timeout = 30.0;        // seconds in-flight saves get to finish at stop
+  std::string metrics_listen;            // "127.0.0.1:9466" serves /metrics and /healthz; "" = off
+  std::string log_level = "info";        // "error" | "warning" | "info" | "debug", lower-case
+  std::string server_name = "";          // SERVER_NAME param; "" = gethostname() at run time
 };
 
 struct LoadResult {

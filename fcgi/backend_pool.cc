@@ -73,11 +73,11 @@ Result BackendPool::Execute(const Params& params, std::shared_ptr<const Body> bo
       if (tried.empty()) {
         last = Result();
         last.status = Status::Unavailable(
-            backends_.size() == 1 ? backends_[0]->address.ToString() + " is down (no connection " +
-                                        "since the last failure; probing every " +
-                                        std::to_string(options_.probe_interval.count()) + " ms)"
-                                  : "all " + std::to_string(backends_.size()) +
-                                        " FastCGI backends are down");
+            backends_.size() == 1
+                ? backends_[0]->address.ToString() + " is down (no connection " +
+                      "since the last failure; probing every " +
+                      std::to_string(options_.probe_interval.count()) + " ms)"
+                : "all " + std::to_string(backends_.size()) + " FastCGI backends are down");
       }
       break;
     }
@@ -111,8 +111,8 @@ void BackendPool::ProbeLoop() {
     lock.unlock();
     for (const auto& b : backends_) {
       if (b->up.load()) continue;
-      const int timeout_ms = static_cast<int>(
-          std::min<int64_t>(options_.client.connect_timeout.count(), 1000));
+      const int timeout_ms =
+          static_cast<int>(std::min<int64_t>(options_.client.connect_timeout.count(), 1000));
       if (ProbeBackend(b->address, timeout_ms).ok()) b->up = true;
     }
     lock.lock();
@@ -135,7 +135,8 @@ std::vector<BackendStats> BackendPool::stats() const {
 }
 
 bool BackendPool::AnyUp() const {
-  return std::any_of(backends_.begin(), backends_.end(), [](const auto& b) { return b->up.load(); });
+  return std::any_of(backends_.begin(), backends_.end(),
+                     [](const auto& b) { return b->up.load(); });
 }
 
 bool BackendPool::AnyConnectable() const {

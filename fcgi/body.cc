@@ -57,7 +57,9 @@ Status ConcatBody::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) con
 Spool::Spool(std::string directory, uint64_t threshold)
     : directory_(std::move(directory)), threshold_(threshold) {}
 
-Spool::~Spool() { Clear(); }
+Spool::~Spool() {
+  Clear();
+}
 
 void Spool::Clear() {
   if (fd_ >= 0) ::close(fd_);

@@ -53,8 +53,8 @@ class Client::Loop {
 
   Status Start();
   void Stop();
-  Result Execute(const Params& params, std::shared_ptr<const Body> body,
-                 Clock::time_point deadline, const std::function<void()>& heartbeat,
+  Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline,
+                 const std::function<void()>& heartbeat,
                  std::chrono::milliseconds heartbeat_interval);
   ClientStats stats() const {
     std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -476,8 +476,8 @@ void Client::Loop::HandleReadable(Connection* conn) {
       if (call->collector->done()) {
         Result result;
         result.status = call->collector->Finish(&result.response);
-        const bool clean = call->stdin_done && call->out_pos == call->out.size() &&
-                           call->reader.buffered() == 0;
+        const bool clean =
+            call->stdin_done && call->out_pos == call->out.size() && call->reader.buffered() == 0;
         conn->call = nullptr;
         call->conn = nullptr;
         event_del(conn->write_event.get());
@@ -532,9 +532,9 @@ void Client::Loop::OnCallTimer(evutil_socket_t, short, void* arg) {
   if (conn == nullptr) {
     // Still queued: every connection stayed busy until the deadline.
     std::erase(self->waiting_, call);
-    r.status = Status::Timeout("waiting for a free connection to " +
-                               self->options_.address.ToString() + " (all " +
-                               std::to_string(self->options_.max_connections) + " busy)");
+    r.status =
+        Status::Timeout("waiting for a free connection to " + self->options_.address.ToString() +
+                        " (all " + std::to_string(self->options_.max_connections) + " busy)");
     self->Complete(call, std::move(r));
     self->UpdateStats();
     return;
@@ -554,7 +554,8 @@ void Client::Loop::OnCallTimer(evutil_socket_t, short, void* arg) {
 void Client::Loop::Complete(Call* call, Result result) {
   if (call->timer) event_del(call->timer.get());
   result.attempts = call->attempts;
-  result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - call->started);
+  result.elapsed =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - call->started);
   call->promise.set_value(std::move(result));
   delete call;
 }
@@ -621,7 +622,11 @@ Result Client::Execute(const Params& params, std::shared_ptr<const Body> body,
   return loop_->Execute(params, std::move(body), deadline, heartbeat, heartbeat_interval);
 }
 
-ClientStats Client::stats() const { return loop_->stats(); }
-const ClientOptions& Client::options() const { return loop_->options(); }
+ClientStats Client::stats() const {
+  return loop_->stats();
+}
+const ClientOptions& Client::options() const {
+  return loop_->options();
+}
 
 }  // namespace fcgi

@@ -20,7 +20,7 @@ namespace fcgi {
 struct ClientOptions {
   BackendAddress address;
   std::chrono::milliseconds connect_timeout{5000};
-  size_t max_reply_bytes = 1 << 20;   // STDOUT beyond this fails the request
+  size_t max_reply_bytes = 1 << 20;    // STDOUT beyond this fails the request
   size_t max_stderr_bytes = 64 << 10;  // STDERR kept for the log; the rest is dropped
   bool keep_alive = true;              // FCGI_KEEP_CONN: reuse connections between requests
   size_t max_connections = 4;          // busy + idle; keep below php-fpm's pm.max_children

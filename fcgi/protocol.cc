@@ -23,7 +23,8 @@ RecordHeader DecodeHeader(const uint8_t in[kHeaderSize]) {
   return h;
 }
 
-void AppendRecord(std::string* out, RecordType type, uint16_t request_id, std::string_view content) {
+void AppendRecord(std::string* out, RecordType type, uint16_t request_id,
+                  std::string_view content) {
   RecordHeader h;
   h.type = type;
   h.request_id = request_id;
@@ -38,8 +39,14 @@ void AppendRecord(std::string* out, RecordType type, uint16_t request_id, std::s
 
 void AppendBeginRequest(std::string* out, uint16_t request_id, Role role, bool keep_conn) {
   const auto r = static_cast<uint16_t>(role);
-  const char body[8] = {static_cast<char>(r >> 8), static_cast<char>(r & 0xff),
-                        static_cast<char>(keep_conn ? kFlagKeepConn : 0), 0, 0, 0, 0, 0};
+  const char body[8] = {static_cast<char>(r >> 8),
+                        static_cast<char>(r & 0xff),
+                        static_cast<char>(keep_conn ? kFlagKeepConn : 0),
+                        0,
+                        0,
+                        0,
+                        0,
+                        0};
   AppendRecord(out, RecordType::kBeginRequest, request_id, std::string_view(body, sizeof body));
 }
 
@@ -66,7 +73,8 @@ bool ReadLength(std::string_view in, size_t* pos, size_t* n) {
   }
   if (in.size() - *pos < 4) return false;
   *n = (static_cast<size_t>(b0 & 0x7f) << 24) | (static_cast<size_t>(uint8_t(in[*pos + 1])) << 16) |
-       (static_cast<size_t>(uint8_t(in[*pos + 2])) << 8) | static_cast<size_t>(uint8_t(in[*pos + 3]));
+       (static_cast<size_t>(uint8_t(in[*pos + 2])) << 8) |
+       static_cast<size_t>(uint8_t(in[*pos + 3]));
   *pos += 4;
   return true;
 }

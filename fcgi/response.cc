@@ -9,7 +9,8 @@ namespace {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -48,7 +49,8 @@ Status ParseCgiOutput(std::string_view output, Response* out) {
       int code = 0;
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), code);
       if (ec != std::errc() || code < 100 || code > 999) {
-        return Status::ProtocolError("malformed Status header: " + std::string(value.substr(0, 80)));
+        return Status::ProtocolError("malformed Status header: " +
+                                     std::string(value.substr(0, 80)));
       }
       (void)p;
       out->status = code;
@@ -102,7 +104,8 @@ Status ResponseCollector::Consume(const protocol::RecordReader::Record& record) 
       return Status::ProtocolError("backend did not understand a record we sent (UNKNOWN_TYPE)");
     default:
       return Status::ProtocolError("unexpected record type " +
-                                   std::to_string(static_cast<int>(record.type)) + " in a response");
+                                   std::to_string(static_cast<int>(record.type)) +
+                                   " in a response");
   }
 }
 

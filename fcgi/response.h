@@ -17,7 +17,7 @@ namespace fcgi {
 struct Response {
   int status = 200;  // from the CGI `Status:` header; 200 when absent
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;    // STDOUT after the CGI header block
+  std::string body;           // STDOUT after the CGI header block
   std::string stderr_output;  // STDERR, truncated at the collector's limit
   uint32_t app_status = 0;
 

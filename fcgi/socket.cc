@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstddef>
 #include <charconv>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -78,7 +78,8 @@ Status BackendAddress::Parse(std::string_view type, std::string_view address, Ba
   std::string_view port_text;
   if (!address.empty() && address.front() == '[') {
     const size_t close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
       return Status::InvalidArgument("expected [ipv6]:port, got '" + std::string(address) + "'");
     }
     host = std::string(address.substr(1, close - 1));

@@ -1,5 +1,5 @@
-// Status: the result of a fallible call, in the leveldb habit: ok, or a kind and a readable message.
-// Thread-safety: a value type; copies are independent.
+// Status: the result of a fallible call, in the leveldb habit: ok, or a kind and a readable
+// message. Thread-safety: a value type; copies are independent.
 #pragma once
 
 #include <string>
@@ -22,7 +22,9 @@ class Status {
 
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return Status(Code::kInvalidArgument, std::move(m)); }
+  static Status InvalidArgument(std::string m) {
+    return Status(Code::kInvalidArgument, std::move(m));
+  }
   static Status ConnectFailed(std::string m) { return Status(Code::kConnectFailed, std::move(m)); }
   static Status Timeout(std::string m) { return Status(Code::kTimeout, std::move(m)); }
   static Status IoError(std::string m) { return Status(Code::kIoError, std::move(m)); }

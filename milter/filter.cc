@@ -1,24 +1,24 @@
 #include "milter/filter.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 #include <optional>
 
 #include "milter/log.h"
-#include "milter/metrics.h"
 #include "milter/mail/raw_message.h"
 #include "milter/mail/rfc2047.h"
+#include "milter/metrics.h"
 #include "version.h"
 
 namespace milter {
@@ -103,7 +103,9 @@ sfsistat Continue(const Session* s, unsigned long nr_bit) {
   return (s->no_reply & nr_bit) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-Session* GetSession(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
+Session* GetSession(SMFICTX* ctx) {
+  return static_cast<Session*>(smfi_getpriv(ctx));
+}
 
 bool LeadingSpaceNegotiated(SMFICTX* ctx) {
   const Session* s = GetSession(ctx);
@@ -156,9 +158,9 @@ void SetReply(SMFICTX* ctx, const mail::Verdict& v) {
     for (size_t i = 0; i < lines.size() && i < 32; ++i) p[i] = lines[i].data();
     // libmilter takes the lines as varargs and stops at the first null.
     rc = smfi_setmlreply(ctx, code, xcode, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8],
-                         p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18],
-                         p[19], p[20], p[21], p[22], p[23], p[24], p[25], p[26], p[27], p[28],
-                         p[29], p[30], p[31], nullptr);
+                         p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19],
+                         p[20], p[21], p[22], p[23], p[24], p[25], p[26], p[27], p[28], p[29],
+                         p[30], p[31], nullptr);
   }
   if (rc != MI_SUCCESS) {
     LOG_WARNING("the MTA library refused reply %s %s", v.smtp_code.c_str(),
@@ -212,8 +214,8 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
                      unsigned long* pf3) {
   return Guarded("negotiate", [&] {
     Session* s = EnsureSession(ctx);
-    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE |
-                 SMFIF_SETSYMLIST);
+    *pf0 =
+        f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
     // Header values with their leading whitespace: the saved message must be the one sent.
     // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
     // packet waits on Nagle/delayed ACK over inet: sockets (see FACTS.md).
@@ -234,7 +236,10 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     }
     QuickAck(s);
     LOG_DEBUG("negotiated with the MTA: protocol flags 0x%lx (no-reply 0x%lx), %s", *pf1,
-              s->no_reply, is_unix ? "unix socket" : s->tcp_fd >= 0 ? "TCP, quick ACKs" : "TCP");
+              s->no_reply,
+              is_unix          ? "unix socket"
+              : s->tcp_fd >= 0 ? "TCP, quick ACKs"
+                               : "TCP");
     *pf2 = 0;
     *pf3 = 0;
     s->leading_space = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
@@ -313,9 +318,9 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
       m.envelope.recipients.push_back(rcpt);
     } else {
       LOG_INFO("%s: rcpt <%s> from %s: %s %s %s (%s)",
-               m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
-               rcpt.c_str(), m.envelope.client_ip.c_str(), mail::ActionName(v.action),
-               v.smtp_code.c_str(), v.enhanced_code.c_str(), v.reason.c_str());
+               m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(), rcpt.c_str(),
+               m.envelope.client_ip.c_str(), mail::ActionName(v.action), v.smtp_code.c_str(),
+               v.enhanced_code.c_str(), v.reason.c_str());
     }
     return Answer(ctx, v, SMFIS_CONTINUE);
   });
@@ -465,10 +470,9 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
              m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
              m.envelope.client_ip.c_str(), m.envelope.mail_from.c_str(),
-             m.envelope.recipients.size(),
-             static_cast<unsigned long long>(m.envelope.message_size), mail::ActionName(v.action),
-             v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(), v.reason.empty() ? "" : " reason=",
-             v.reason.c_str(), static_cast<long long>(ms));
+             m.envelope.recipients.size(), static_cast<unsigned long long>(m.envelope.message_size),
+             mail::ActionName(v.action), v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(),
+             v.reason.empty() ? "" : " reason=", v.reason.c_str(), static_cast<long long>(ms));
     const sfsistat answer = Answer(ctx, v, SMFIS_CONTINUE);
     s->message.reset();
     return answer;
@@ -575,7 +579,9 @@ std::shared_ptr<const Filter> Filter::Current() {
   return g_current;
 }
 
-int Filter::RequestsInFlight() { return g_in_flight.load(); }
+int Filter::RequestsInFlight() {
+  return g_in_flight.load();
+}
 
 smfiDesc* Filter::Description() {
   static smfiDesc desc = {
@@ -653,8 +659,8 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
     LOG_WARNING("%s script %s wrote to stderr: %s", mail::StageName(stage), script.filename.c_str(),
                 result.response.stderr_output.c_str());
   }
-  mail::Verdict v = mail::Decide(
-      stage, outcome, stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
+  mail::Verdict v = mail::Decide(stage, outcome,
+                                 stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
   metrics::ObserveLatency(mail::StageName(stage),
                           static_cast<double>(result.elapsed.count()) / 1e6);
   if (v.backend_failure) {
@@ -683,10 +689,10 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
   } else if (validate_skip_networks_.Contains(envelope.client_ip)) {
     accept.reason = "client " + envelope.client_ip + " in validate_skip_networks: not validated";
   } else {
-    return Run(mail::Stage::kValidate, validate_,
-               RequestParams(validate_, envelope, "GET",
-                             mail::BuildValidateQuery(envelope, recipient), 0),
-               nullptr, config_.validate_timeout, nullptr, trace);
+    return Run(
+        mail::Stage::kValidate, validate_,
+        RequestParams(validate_, envelope, "GET", mail::BuildValidateQuery(envelope, recipient), 0),
+        nullptr, config_.validate_timeout, nullptr, trace);
   }
   if (trace != nullptr) {
     trace->skipped = true;

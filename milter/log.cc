@@ -49,8 +49,9 @@ void Init(const std::string& level_name, const std::string& target, const std::s
   g_syslog = use_syslog;
 }
 
-
-bool Enabled(Level level) { return static_cast<int>(level) <= g_level.load(); }
+bool Enabled(Level level) {
+  return static_cast<int>(level) <= g_level.load();
+}
 
 void Write(Level level, const char* format, ...) {
   char raw[2048];

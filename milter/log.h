@@ -18,8 +18,8 @@ void Write(Level level, const char* format, ...) __attribute__((format(printf, 2
 
 }  // namespace logging
 
-#define LOG_AT(level, ...)                                   \
-  do {                                                       \
+#define LOG_AT(level, ...)                                               \
+  do {                                                                   \
     if (::logging::Enabled(level)) ::logging::Write(level, __VA_ARGS__); \
   } while (0)
 #define LOG_ERROR(...) LOG_AT(::logging::Level::kError, __VA_ARGS__)

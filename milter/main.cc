@@ -217,9 +217,9 @@ void ReloadLoop(std::string path, config::Config running) {
       continue;
     }
     const std::vector<std::string> changed = config::ChangedKeys(running, loaded.config);
-    static const char* const kRestartOnly[] = {"milter_socket", "milter_socket_mode",
-                                               "milter_socket_group", "user", "group", "pid_file",
-                                               "log_target", "syslog_facility", "metrics_listen"};
+    static const char* const kRestartOnly[] = {
+        "milter_socket", "milter_socket_mode", "milter_socket_group", "user",          "group",
+        "pid_file",      "log_target",         "syslog_facility",     "metrics_listen"};
     for (const std::string& c : changed) {
       bool restart_only = false;
       for (const char* key : kRestartOnly) {
@@ -301,9 +301,10 @@ int Run(const std::string& path) {
   // Opening early (and removing a stale unix socket) turns a bad spec or a busy port into a
   // clear start-up error, and lets us set the socket's owner and mode before the MTA connects.
   if (smfi_opensocket(true) != MI_SUCCESS) {
-    LOG_ERROR("cannot listen on milter_socket %s (directory missing, permissions, or address "
-              "in use?)",
-              cfg.milter_socket.c_str());
+    LOG_ERROR(
+        "cannot listen on milter_socket %s (directory missing, permissions, or address "
+        "in use?)",
+        cfg.milter_socket.c_str());
     return 1;
   }
   if (fcgi::Status s = PrepareSocket(cfg); !s.ok()) {
@@ -382,8 +383,10 @@ int Run(const std::string& path) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "try") == 0) return milter::RunTry(argc - 1, argv + 1);
   static const option kOptions[] = {
-      {"config", required_argument, nullptr, 'c'}, {"test", no_argument, nullptr, 't'},
-      {"help", no_argument, nullptr, 'h'},         {"version", no_argument, nullptr, 'V'},
+      {"config", required_argument, nullptr, 'c'},
+      {"test", no_argument, nullptr, 't'},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'},
       {nullptr, 0, nullptr, 0},
   };
   std::string path = kDefaultConfig;
@@ -395,9 +398,7 @@ int main(int argc, char** argv) {
       case 't': test = true; break;
       case 'h': PrintHelp(); return 0;
       case 'V': std::printf("fcgi-milter %s\n", FCGI_MILTER_VERSION); return 0;
-      default:
-        std::fprintf(stderr, "Try 'fcgi-milter --help'.\n");
-        return 2;
+      default: std::fprintf(stderr, "Try 'fcgi-milter --help'.\n"); return 2;
     }
   }
   if (optind < argc) {

@@ -61,10 +61,18 @@ void Write(std::ostringstream& out, const char* name, const char* help, const ch
 
 }  // namespace
 
-void CountMessage(const char* verdict) { g_messages.Add(verdict); }
-void CountRecipient(const char* verdict) { g_recipients.Add(verdict); }
-void CountBackendError(const char* kind) { g_backend_errors.Add(kind); }
-void CountSpill() { g_spills++; }
+void CountMessage(const char* verdict) {
+  g_messages.Add(verdict);
+}
+void CountRecipient(const char* verdict) {
+  g_recipients.Add(verdict);
+}
+void CountBackendError(const char* kind) {
+  g_backend_errors.Add(kind);
+}
+void CountSpill() {
+  g_spills++;
+}
 
 void ObserveLatency(const char* stage, double seconds) {
   Histogram& h = g_latency[std::strcmp(stage, "save") == 0 ? 1 : 0];
@@ -95,8 +103,8 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
       out << "fcgi_milter_request_duration_seconds_bucket{stage=\"" << stages[s] << "\",le=\""
           << kBuckets[i] << "\"} " << h.buckets[i].load() << "\n";
     }
-    out << "fcgi_milter_request_duration_seconds_bucket{stage=\"" << stages[s]
-        << "\",le=\"+Inf\"} " << h.count.load() << "\n";
+    out << "fcgi_milter_request_duration_seconds_bucket{stage=\"" << stages[s] << "\",le=\"+Inf\"} "
+        << h.count.load() << "\n";
     out << "fcgi_milter_request_duration_seconds_sum{stage=\"" << stages[s] << "\"} "
         << static_cast<double>(h.sum_us.load()) / 1e6 << "\n";
     out << "fcgi_milter_request_duration_seconds_count{stage=\"" << stages[s] << "\"} "
@@ -120,8 +128,7 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
     out << "# HELP fcgi_milter_pool_waiting Requests waiting for a free connection.\n"
         << "# TYPE fcgi_milter_pool_waiting gauge\n";
     for (const auto& b : stats) {
-      out << "fcgi_milter_pool_waiting{backend=\"" << b.address << "\"} " << b.pool.waiting
-          << "\n";
+      out << "fcgi_milter_pool_waiting{backend=\"" << b.address << "\"} " << b.pool.waiting << "\n";
     }
     out << "# HELP fcgi_milter_requests_in_flight FastCGI requests in progress.\n"
         << "# TYPE fcgi_milter_requests_in_flight gauge\n";
@@ -154,8 +161,8 @@ struct HttpServer::Impl {
   static void OnRequest(evhttp_request* req, void* arg) {
     auto* self = static_cast<Impl*>(arg);
     const char* uri = evhttp_request_get_uri(req);
-    const std::string path = uri != nullptr ? std::string(uri).substr(0, std::string(uri).find('?'))
-                                            : std::string();
+    const std::string path =
+        uri != nullptr ? std::string(uri).substr(0, std::string(uri).find('?')) : std::string();
     evbuffer* buf = evbuffer_new();
     if (path == "/metrics") {
       const std::string text = Render(self->backends);
@@ -199,9 +206,8 @@ fcgi::Status HttpServer::Start(const std::string& listen,
   evhttp_set_gencb(impl->http, &Impl::OnRequest, impl.get());
   evhttp_set_allowed_methods(impl->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
   impl->stop = event_new(
-      impl->base, -1, 0, [](evutil_socket_t, short, void* b) {
-        event_base_loopbreak(static_cast<event_base*>(b));
-      },
+      impl->base, -1, 0,
+      [](evutil_socket_t, short, void* b) { event_base_loopbreak(static_cast<event_base*>(b)); },
       impl->base);
   event_base* base = impl->base;
   impl->thread = std::thread([base] {

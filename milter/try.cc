@@ -40,12 +40,13 @@ struct Options {
 };
 
 void PrintUsage(FILE* out) {
-  std::fprintf(out,
-               "Usage: fcgi-milter try [-c FILE] --rcpt ADDR [--rcpt ADDR...] [--from ADDR]\n"
-               "                       [--client-ip IP] [--client-name NAME] [--helo NAME] [--tls]\n"
-               "                       [--json] [MESSAGE.eml | -]\n"
-               "Runs one message through the configured validate and save scripts, no MTA.\n"
-               "Exit status: 0 accepted, 1 refused, 2 temporary failure, 3 usage/config error.\n");
+  std::fprintf(
+      out,
+      "Usage: fcgi-milter try [-c FILE] --rcpt ADDR [--rcpt ADDR...] [--from ADDR]\n"
+      "                       [--client-ip IP] [--client-name NAME] [--helo NAME] [--tls]\n"
+      "                       [--json] [MESSAGE.eml | -]\n"
+      "Runs one message through the configured validate and save scripts, no MTA.\n"
+      "Exit status: 0 accepted, 1 refused, 2 temporary failure, 3 usage/config error.\n");
 }
 
 int HexValue(char c) {
@@ -198,7 +199,8 @@ std::string SmtpLine(const mail::Verdict& v, const char* accepted_text) {
   switch (v.action) {
     case Action::kAccept: return accepted_text;
     case Action::kDiscard: return "250 (accepted, then discarded)";
-    case Action::kQuarantine: return "250 (accepted, held in quarantine: " + v.quarantine_reason + ")";
+    case Action::kQuarantine:
+      return "250 (accepted, held in quarantine: " + v.quarantine_reason + ")";
     case Action::kReject:
     case Action::kTempfail: {
       std::string line = v.smtp_code + " " + v.enhanced_code + " " + v.text;
@@ -264,11 +266,16 @@ void PrintExchange(const std::string& title, const Exchange& e) {
 
 bool ParseOptions(int argc, char** argv, Options* o, std::string* error) {
   static const option kOptions[] = {
-      {"config", required_argument, nullptr, 'c'},   {"from", required_argument, nullptr, 'f'},
-      {"rcpt", required_argument, nullptr, 'r'},     {"client-ip", required_argument, nullptr, 'i'},
-      {"client-name", required_argument, nullptr, 'n'}, {"helo", required_argument, nullptr, 'H'},
-      {"tls", no_argument, nullptr, 'T'},            {"json", no_argument, nullptr, 'j'},
-      {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0},
+      {"config", required_argument, nullptr, 'c'},
+      {"from", required_argument, nullptr, 'f'},
+      {"rcpt", required_argument, nullptr, 'r'},
+      {"client-ip", required_argument, nullptr, 'i'},
+      {"client-name", required_argument, nullptr, 'n'},
+      {"helo", required_argument, nullptr, 'H'},
+      {"tls", no_argument, nullptr, 'T'},
+      {"json", no_argument, nullptr, 'j'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
   };
   optind = 1;
   int c;
@@ -282,9 +289,7 @@ bool ParseOptions(int argc, char** argv, Options* o, std::string* error) {
       case 'H': o->helo = optarg; break;
       case 'T': o->tls = true; break;
       case 'j': o->json = true; break;
-      case 'h':
-        PrintUsage(stdout);
-        std::exit(0);
+      case 'h': PrintUsage(stdout); std::exit(0);
       default: *error = "unknown option"; return false;
     }
   }
@@ -352,8 +357,10 @@ int RunTry(int argc, char** argv) {
   env.queue_id = qid;
 
   nlohmann::json report;
-  report["envelope"] = {{"mail_from", env.mail_from}, {"client_ip", env.client_ip},
-                        {"helo", env.helo},           {"tls_on", env.tls_on},
+  report["envelope"] = {{"mail_from", env.mail_from},
+                        {"client_ip", env.client_ip},
+                        {"helo", env.helo},
+                        {"tls_on", env.tls_on},
                         {"queue_id", env.queue_id}};
   nlohmann::json validations = nlohmann::json::array();
   bool any_temporary = false;
@@ -380,13 +387,13 @@ int RunTry(int argc, char** argv) {
     outcome = any_temporary ? "no recipient accepted (temporary failure): the sender retries"
                             : "every recipient refused: no message is sent";
   } else {
-    auto spool = std::make_shared<fcgi::Spool>(loaded.config.spool_directory,
-                                               loaded.config.spool_threshold);
+    auto spool =
+        std::make_shared<fcgi::Spool>(loaded.config.spool_directory, loaded.config.spool_threshold);
     fcgi::Spool* sp = spool.get();
-    mail::RawMessageEncoder encoder(
-        loaded.config.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
-                                                                     : mail::LineEnding::kLf,
-        [sp](std::string_view encoded) { return sp->Append(encoded); });
+    mail::RawMessageEncoder encoder(loaded.config.body_line_endings == config::LineEnding::kCrlf
+                                        ? mail::LineEnding::kCrlf
+                                        : mail::LineEnding::kLf,
+                                    [sp](std::string_view encoded) { return sp->Append(encoded); });
     std::string subject_raw;
     if (fcgi::Status s = FeedMessage(raw, &encoder, &subject_raw); !s.ok()) {
       std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());
@@ -419,7 +426,8 @@ int RunTry(int argc, char** argv) {
   report["outcome"] = outcome;
   report["exit_status"] = exit_code;
   if (o.json) {
-    std::printf("%s\n", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n",
+                report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("== the MTA would answer: %s\n", outcome.c_str());
   }

@@ -120,8 +120,7 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
   return Failure(stage, policy, "script replied " + Quoted(reply) + " (not SAVED)");
 }
 
-std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipients,
-                                         Verdict* v) {
+std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipients, Verdict* v) {
   std::vector<std::string> unknown;
   if (v->action != Verdict::Action::kAccept && v->action != Verdict::Action::kQuarantine) {
     return unknown;

@@ -36,8 +36,8 @@ struct Verdict {
   std::string enhanced_code;  // "4.3.0", "5.1.1", ...
   std::string text;           // human text for the SMTP reply (no CR/LF; '%' not yet doubled)
   std::vector<std::string> more_lines;  // further lines of a multi-line reply (JSON replies)
-  std::string reason;         // one-line reason for the log (why this verdict)
-  bool backend_failure = false;  // the backend, not the script's judgement, decided this
+  std::string reason;                   // one-line reason for the log (why this verdict)
+  bool backend_failure = false;         // the backend, not the script's judgement, decided this
   // JSON save replies only:
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> refused_recipients;  // removed with smfi_delrcpt, others get the mail

@@ -16,15 +16,15 @@ struct Envelope {
   std::string client_name;  // reverse DNS name the MTA reports, may be "unknown" or empty
   std::string helo;
   bool tls_on = false;
-  std::string tls_version;  // {tls_version}
-  std::string tls_cipher;   // {cipher}
-  std::string auth_login;   // {auth_authen}, SASL login, empty when not authenticated
-  std::string daemon_name;  // {daemon_name}: which MTA service took the connection
-  std::string mail_from;    // without angle brackets; "" for the null sender <>
+  std::string tls_version;              // {tls_version}
+  std::string tls_cipher;               // {cipher}
+  std::string auth_login;               // {auth_authen}, SASL login, empty when not authenticated
+  std::string daemon_name;              // {daemon_name}: which MTA service took the connection
+  std::string mail_from;                // without angle brackets; "" for the null sender <>
   std::vector<std::string> recipients;  // accepted ones, without angle brackets
-  std::string queue_id;     // {i}
-  std::string subject;      // decoded to UTF-8
-  uint64_t message_size = 0;  // bytes of the raw message as sent in `body`
+  std::string queue_id;                 // {i}
+  std::string subject;                  // decoded to UTF-8
+  uint64_t message_size = 0;            // bytes of the raw message as sent in `body`
 };
 
 // Removes one pair of surrounding angle brackets (and surrounding spaces) from a MAIL/RCPT

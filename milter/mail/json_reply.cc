@@ -9,7 +9,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr size_t kMaxLines = 32;      // libmilter's smfi_setmlreply limit
+constexpr size_t kMaxLines = 32;       // libmilter's smfi_setmlreply limit
 constexpr size_t kMaxLineBytes = 400;  // an SMTP reply line is at most 512 bytes
 constexpr size_t kMaxHeaderBytes = 8192;
 
@@ -34,8 +34,8 @@ bool ValidHeaderName(const std::string& name) {
 }
 
 bool ValidCode(const std::string& code, char cls) {
-  return code.size() == 3 && code[0] == cls && code[1] >= '0' && code[1] <= '9' &&
-         code[2] >= '0' && code[2] <= '9';
+  return code.size() == 3 && code[0] == cls && code[1] >= '0' && code[1] <= '9' && code[2] >= '0' &&
+         code[2] <= '9';
 }
 
 bool ValidEnhanced(const std::string& code, char cls) {
@@ -131,8 +131,7 @@ class Reader {
         edit.value = SafeLine(value, kMaxHeaderBytes);
       }
       if (auto idx = item.find("index"); idx != item.end()) {
-        if (!idx->is_number_unsigned() || idx->get<uint64_t>() < 1 ||
-            idx->get<uint64_t>() > 1000) {
+        if (!idx->is_number_unsigned() || idx->get<uint64_t>() < 1 || idx->get<uint64_t>() > 1000) {
           return Fail(std::string("key '") + key + "': 'index' must be a whole number from 1");
         }
         edit.index = static_cast<int>(idx->get<uint64_t>());
@@ -226,8 +225,8 @@ std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std:
     const char cls = rejecting ? '5' : '4';
     if (code.empty()) code = rejecting ? "550" : "451";
     if (!ValidCode(code, cls)) {
-      r.Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + action +
-             " (needs " + cls + "xx)");
+      r.Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + action + " (needs " +
+             cls + "xx)");
       return std::nullopt;
     }
     if (enhanced.empty()) {

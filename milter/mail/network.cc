@@ -65,7 +65,8 @@ bool NetworkList::Contains(const std::string& address) const {
     if (std::memcmp(n.bytes.data(), bytes.data(), static_cast<size_t>(full)) != 0) continue;
     if (rest != 0) {
       const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-      if ((n.bytes[static_cast<size_t>(full)] & mask) != (bytes[static_cast<size_t>(full)] & mask)) {
+      if ((n.bytes[static_cast<size_t>(full)] & mask) !=
+          (bytes[static_cast<size_t>(full)] & mask)) {
         continue;
       }
     }

@@ -1,15 +1,15 @@
 // The daemon as a service, through a real Postfix: privilege drop and socket permissions,
 // SIGUSR1 reload under load, a refused reload, graceful stop with a save in flight.
-#include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <grp.h>
-#include <nlohmann/json.hpp>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <iostream>
 
@@ -35,9 +35,12 @@ using testing_support::SendMail;
 // Saves by writing a file named after the tag in the script's own name, so a test can tell
 // which configuration handled a message.
 std::string TaggedSave(const std::string& tag, int sleep_ms = 0) {
-  return "<?php usleep(" + std::to_string(sleep_ms * 1000) + ");\n"
+  return "<?php usleep(" + std::to_string(sleep_ms * 1000) +
+         ");\n"
          "$dir = getenv('DUMP_DIR');\n"
-         "file_put_contents(\"$dir/\" . hrtime(true) . '-" + tag + ".msg', $_POST['body'] ?? '');\n"
+         "file_put_contents(\"$dir/\" . hrtime(true) . '-" +
+         tag +
+         ".msg', $_POST['body'] ?? '');\n"
          "echo 'SAVED';\n";
 }
 
@@ -81,9 +84,9 @@ class DaemonE2eTest : public ::testing::Test {
   }
 
   testing_support::MailResult Send(const std::string& subject) {
-    return SendMail(postfix_->port(), "sender@client.test", {"user@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "user@example.test",
-                                                 subject, "body\n"));
+    return SendMail(
+        postfix_->port(), "sender@client.test", {"user@example.test"},
+        testing_support::MakeMessage("sender@client.test", "user@example.test", subject, "body\n"));
   }
 
   std::string Logs() const {
@@ -165,8 +168,8 @@ TEST_F(DaemonE2eTest, ReloadUnderLoadLosesNothingAndSwitchesScripts) {
   EXPECT_GT(a, 0);
   EXPECT_GT(b, 0);
   const std::string full_log = testing_support::ReadFile(daemon_->process().stderr_path());
-  EXPECT_NE(full_log.find("reload: fcgi_script_filename_save: \"" + save_a_ + "\" -> \"" +
-                          save_b_ + "\"\n"),
+  EXPECT_NE(full_log.find("reload: fcgi_script_filename_save: \"" + save_a_ + "\" -> \"" + save_b_ +
+                          "\"\n"),
             std::string::npos)
       << Logs();
   EXPECT_NE(full_log.find("(1 change)"), std::string::npos) << Logs();
@@ -241,14 +244,15 @@ TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
   const int port = testing_support::FreeTcpPort();
   json config = BaseConfig(save_a_);
   config["fcgi_script_filename_validate"] =
-      php_->AddScript("validate.php", "<?php echo str_starts_with($_GET['rcpt_to'], 'no') "
-                                      "? 'REJECT 550 5.1.1 no' : 'PASS';");
+      php_->AddScript("validate.php",
+                      "<?php echo str_starts_with($_GET['rcpt_to'], 'no') "
+                      "? 'REJECT 550 5.1.1 no' : 'PASS';");
   config["metrics_listen"] = "127.0.0.1:" + std::to_string(port);
   StartDaemonAndPostfix(config);
   for (int i = 0; i < 3; ++i) {
-    auto r = SendMail(postfix_->port(), "s@client.test", {"user@example.test", "nobody@example.test"},
-                      testing_support::MakeMessage("s@client.test", "user@example.test", "m",
-                                                   "body\n"));
+    auto r =
+        SendMail(postfix_->port(), "s@client.test", {"user@example.test", "nobody@example.test"},
+                 testing_support::MakeMessage("s@client.test", "user@example.test", "m", "body\n"));
     ASSERT_TRUE(r.accepted()) << r << Logs();
   }
   auto [status, text] = HttpGet(port, "/metrics");
@@ -275,8 +279,7 @@ TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
   auto r = Send("backend down");
   EXPECT_FALSE(r.accepted());
   auto [status2, text2] = HttpGet(port, "/metrics");
-  EXPECT_NE(text2.find("fcgi_milter_backend_errors_total{kind=\"connect\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(text2.find("fcgi_milter_backend_errors_total{kind=\"connect\"} 1\n"), std::string::npos)
       << text2;
 }
 

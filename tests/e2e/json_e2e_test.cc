@@ -83,9 +83,9 @@ class JsonE2eTest : public ::testing::Test {
 TEST_F(JsonE2eTest, SaveScriptAddsAHeaderAndRefusesOneRecipientWhileTheOtherGetsTheMail) {
   // full@ is over quota for the example save script: it refuses that recipient only.
   testing_support::WriteFile(maildir_ + "/full@example.test.full", "");
-  auto r = SendMail(postfix_->port(), "sender@client.test", {"bob@example.test", "full@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "bob@example.test",
-                                                 "json", "hello\n"));
+  auto r = SendMail(
+      postfix_->port(), "sender@client.test", {"bob@example.test", "full@example.test"},
+      testing_support::MakeMessage("sender@client.test", "bob@example.test", "json", "hello\n"));
   ASSERT_EQ(r.rcpts.size(), 2u);
   EXPECT_EQ(r.rcpts[0].code, 250) << r << Logs();
   EXPECT_EQ(r.rcpts[1].code, 250) << r;
@@ -99,18 +99,17 @@ TEST_F(JsonE2eTest, SaveScriptAddsAHeaderAndRefusesOneRecipientWhileTheOtherGets
   EXPECT_NE(dump.find("bob@example.test"), std::string::npos) << dump;
   EXPECT_EQ(dump.find("RCPT TO:<full@example.test>"), std::string::npos) << dump;
   EXPECT_EQ(dump.find("full@example.test\n"), std::string::npos) << dump;
-  EXPECT_NE(dump.find("X-Fcgi-Milter-Stored: 1 mailbox(es), queue id "), std::string::npos)
-      << dump;
+  EXPECT_NE(dump.find("X-Fcgi-Milter-Stored: 1 mailbox(es), queue id "), std::string::npos) << dump;
   EXPECT_TRUE(std::filesystem::exists(maildir_ + "/bob@example.test/new"));
   EXPECT_FALSE(std::filesystem::exists(maildir_ + "/full@example.test"));
 }
 
 TEST_F(JsonE2eTest, LockedMailboxIsTempfailedAtRcptWithTheScriptsCode) {
   testing_support::WriteFile(tmp_.Path("locks") + "/locked@example.test.lock", "");
-  auto r = SendMail(postfix_->port(), "sender@client.test",
-                    {"locked@example.test", "nobody@elsewhere.test", "ok@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "ok@example.test", "lock",
-                                                 "hello\n"));
+  auto r = SendMail(
+      postfix_->port(), "sender@client.test",
+      {"locked@example.test", "nobody@elsewhere.test", "ok@example.test"},
+      testing_support::MakeMessage("sender@client.test", "ok@example.test", "lock", "hello\n"));
   ASSERT_EQ(r.rcpts.size(), 3u);
   EXPECT_EQ(r.rcpts[0].code, 450) << r << Logs();
   EXPECT_NE(r.rcpts[0].text.find("4.2.1"), std::string::npos) << r.rcpts[0];

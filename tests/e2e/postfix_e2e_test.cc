@@ -164,10 +164,9 @@ TEST_F(PostfixE2eTest, ValidRecipientIsSavedWithEveryFieldAsSent) {
 
 TEST_F(PostfixE2eTest, UnknownRecipientIsRefusedAndOnlyTheValidOneIsSaved) {
   StartAll();
-  auto r = SendMail(postfix_->port(), "sender@client.test",
-                    {"nobody@elsewhere.test", "known@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "known@example.test",
-                                                 "mixed", "hello\n"));
+  auto r = SendMail(
+      postfix_->port(), "sender@client.test", {"nobody@elsewhere.test", "known@example.test"},
+      testing_support::MakeMessage("sender@client.test", "known@example.test", "mixed", "hello\n"));
   ASSERT_EQ(r.rcpts.size(), 2u);
   EXPECT_EQ(r.rcpts[0].code, 550) << r << Diagnostics();
   EXPECT_NE(r.rcpts[0].text.find("5.1.1"), std::string::npos) << r.rcpts[0];
@@ -183,9 +182,9 @@ TEST_F(PostfixE2eTest, UnknownRecipientIsRefusedAndOnlyTheValidOneIsSaved) {
 TEST_F(PostfixE2eTest, StoppedPhpFpmGivesTemporaryFailureAndSavesNothing) {
   StartAll();
   php_->Stop();
-  auto r = SendMail(postfix_->port(), "sender@client.test", {"user@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "user@example.test",
-                                                 "down", "hello\n"));
+  auto r = SendMail(
+      postfix_->port(), "sender@client.test", {"user@example.test"},
+      testing_support::MakeMessage("sender@client.test", "user@example.test", "down", "hello\n"));
   ASSERT_EQ(r.rcpts.size(), 1u);
   EXPECT_EQ(r.rcpts[0].code / 100, 4) << r << Diagnostics();
   EXPECT_NE(r.rcpts[0].text.find("4.3.0"), std::string::npos) << r.rcpts[0];
@@ -198,9 +197,9 @@ TEST_F(PostfixE2eTest, StoppedPhpFpmAtSaveTimeGivesTemporaryFailure) {
   // No validate script: the first contact with php-fpm is the save.
   StartAll(kRecordingSave, {{"fcgi_script_filename_validate", ""}});
   php_->Stop();
-  auto r = SendMail(postfix_->port(), "sender@client.test", {"user@example.test"},
-                    testing_support::MakeMessage("sender@client.test", "user@example.test",
-                                                 "down", "hello\n"));
+  auto r = SendMail(
+      postfix_->port(), "sender@client.test", {"user@example.test"},
+      testing_support::MakeMessage("sender@client.test", "user@example.test", "down", "hello\n"));
   ASSERT_EQ(r.rcpts.size(), 1u);
   EXPECT_EQ(r.rcpts[0].code, 250) << r;
   EXPECT_EQ(r.data.code, 451) << r << Diagnostics();
@@ -316,8 +315,9 @@ TEST_F(PostfixE2eTest, MessageOverPostMaxSizeIsTempfailedByTheExampleNotLost) {
   const std::string example_save =
       testing_support::ReadFile(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/save.php");
   StartAll(example_save, {}, "1M");
-  const std::string message = testing_support::MakeMessage(
-      "sender@client.test", "big@example.test", "too big for PHP", std::string(1500000, 'x') + "\n");
+  const std::string message =
+      testing_support::MakeMessage("sender@client.test", "big@example.test", "too big for PHP",
+                                   std::string(1500000, 'x') + "\n");
   auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message);
   EXPECT_EQ(r.data.code, 452) << r << Diagnostics();
   EXPECT_NE(r.data.text.find("post_max_size"), std::string::npos) << r.data;

@@ -59,8 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       in.ConsumeBool() ? mail::LineEnding::kCrlf : mail::LineEnding::kLf;
   const std::string eol = ending == mail::LineEnding::kLf ? "\n" : "\r\n";
   // 0 = the sink never fails; otherwise it fails on that call and must never be called again.
-  const int fail_on_call = in.ConsumeIntegralInRange<int>(0, 8) == 0
-                               ? in.ConsumeIntegralInRange<int>(1, 3) : 0;
+  const int fail_on_call =
+      in.ConsumeIntegralInRange<int>(0, 8) == 0 ? in.ConsumeIntegralInRange<int>(1, 3) : 0;
 
   std::string encoded;
   int sink_calls = 0;
@@ -93,8 +93,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string body;
   while (in.remaining_bytes() > 0) {
     std::string chunk = in.ConsumeRandomLengthString(512);
-    const int repeat = in.ConsumeIntegralInRange<int>(0, 31) == 0
-                           ? in.ConsumeIntegralInRange<int>(1, 400) : 1;
+    const int repeat =
+        in.ConsumeIntegralInRange<int>(0, 31) == 0 ? in.ConsumeIntegralInRange<int>(1, 400) : 1;
     for (int r = 0; r < repeat; ++r) {
       encoder.AddBody(chunk);
       body += chunk;

@@ -35,9 +35,7 @@ void CheckReply(const mail::ScriptReply& r) {
       FUZZ_CHECK(fuzz::IsCode(r.smtp_code, '4'));
       FUZZ_CHECK(r.enhanced_code.empty() || r.enhanced_code.rfind("4.", 0) == 0);
       break;
-    default:
-      FUZZ_CHECK(r.smtp_code.empty());
-      break;
+    default: FUZZ_CHECK(r.smtp_code.empty()); break;
   }
 }
 
@@ -54,8 +52,8 @@ void CheckDecision(mail::Stage stage, mail::FailurePolicy policy,
                    const mail::BackendOutcome& outcome, const mail::Verdict& v) {
   fuzz::CheckVerdict(stage, v);
   // Backend trouble follows the failure policy, and is marked as such.
-  const bool trouble = !outcome.transport.ok() || outcome.http_status < 200 ||
-                       outcome.http_status > 299;
+  const bool trouble =
+      !outcome.transport.ok() || outcome.http_status < 200 || outcome.http_status > 299;
   if (trouble) FUZZ_CHECK(v.backend_failure && IsFailureVerdict(v, policy));
   if (v.backend_failure) FUZZ_CHECK(IsFailureVerdict(v, policy));
 }

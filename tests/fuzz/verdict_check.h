@@ -40,9 +40,7 @@ inline void CheckVerdict(mail::Stage stage, const mail::Verdict& v) {
       break;
     case mail::Verdict::Action::kAccept:
     case mail::Verdict::Action::kDiscard:
-    case mail::Verdict::Action::kQuarantine:
-      FUZZ_CHECK(v.smtp_code.empty());
-      break;
+    case mail::Verdict::Action::kQuarantine: FUZZ_CHECK(v.smtp_code.empty()); break;
   }
   // Only the save stage may discard, quarantine, edit headers or refuse single recipients.
   if (stage == mail::Stage::kValidate) {

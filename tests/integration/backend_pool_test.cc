@@ -49,10 +49,9 @@ class BackendPoolTest : public ::testing::Test {
 
   // Each php-fpm has its own dir; the script both run lives in a shared one.
   Result Who(BackendPool* pool) {
-    return pool->Execute({{"SCRIPT_FILENAME", shared_script_},
-                          {"REQUEST_METHOD", "GET"},
-                          {"CONTENT_LENGTH", "0"}},
-                         nullptr, Client::Clock::now() + std::chrono::seconds(5));
+    return pool->Execute(
+        {{"SCRIPT_FILENAME", shared_script_}, {"REQUEST_METHOD", "GET"}, {"CONTENT_LENGTH", "0"}},
+        nullptr, Client::Clock::now() + std::chrono::seconds(5));
   }
 
   void ShareScript() {

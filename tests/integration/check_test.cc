@@ -41,9 +41,9 @@ TEST(CheckCommand, SocketThePermissionsRefuseIsExplainedWithTheFix) {
   testing_support::TempDir dir;
   const std::string config = WriteConfig(dir, php);
   // As a user outside group www-data, the way a daemon without the group would run.
-  auto r = testing_support::RunCommand(
-      {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-       testing_support::MilterBinary(), "-t", "-c", config});
+  auto r =
+      testing_support::RunCommand({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   "--", testing_support::MilterBinary(), "-t", "-c", config});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("permission denied"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("www-data:www-data mode 0660"), std::string::npos) << r.output;
@@ -57,8 +57,7 @@ TEST(CheckCommand, DeadlineCloseToPostfixsIsWarnedAboutButNotAnError) {
   const std::string config = WriteConfig(dir, php, {{"validate_timeout", 28}});
   auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", config});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("warning: key 'validate_timeout' (28 s)"), std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find("warning: key 'validate_timeout' (28 s)"), std::string::npos) << r.output;
 }
 
 TEST(CheckCommand, ConfigErrorsAreListedOnePerLine) {

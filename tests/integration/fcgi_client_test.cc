@@ -1,8 +1,8 @@
 // The FastCGI client against a real php-fpm: GET and POST, large bodies, STDERR, Status codes,
 // deadlines, a stopped backend, pool limits and connection reuse.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <thread>
@@ -55,8 +55,8 @@ class FcgiClientTest : public ::testing::Test {
 
   std::unique_ptr<Client> MakeClient(size_t max_connections = 4, bool keep_alive = true) {
     fcgi::ClientOptions o;
-    EXPECT_TRUE(fcgi::BackendAddress::Parse(php_->connection_type(), php_->address(), &o.address)
-                    .ok());
+    EXPECT_TRUE(
+        fcgi::BackendAddress::Parse(php_->connection_type(), php_->address(), &o.address).ok());
     o.max_connections = max_connections;
     o.keep_alive = keep_alive;
     o.connect_timeout = std::chrono::seconds(2);
@@ -67,8 +67,10 @@ class FcgiClientTest : public ::testing::Test {
 
   Params ScriptParams(const std::string& script, const std::string& method,
                       const std::string& query, uint64_t length) {
-    return {{"SCRIPT_FILENAME", script}, {"SCRIPT_NAME", "/x.php"},
-            {"REQUEST_METHOD", method},  {"QUERY_STRING", query},
+    return {{"SCRIPT_FILENAME", script},
+            {"SCRIPT_NAME", "/x.php"},
+            {"REQUEST_METHOD", method},
+            {"QUERY_STRING", query},
             {"CONTENT_LENGTH", std::to_string(length)},
             {"CONTENT_TYPE", "application/octet-stream"},
             {"REMOTE_ADDR", "192.0.2.7"}};

@@ -92,8 +92,8 @@ class TryTest : public ::testing::Test {
   }
 
   TryRun Try(std::vector<std::string> args, bool as_json) {
-    std::vector<std::string> argv = {MilterBinary(), "try", "-c", config_path_,
-                                     "--from", "sender@origin.test"};
+    std::vector<std::string> argv = {MilterBinary(), "try",    "-c",
+                                     config_path_,   "--from", "sender@origin.test"};
     argv.insert(argv.end(), args.begin(), args.end());
     if (as_json) argv.push_back("--json");
     argv.push_back(message_path_);
@@ -215,10 +215,9 @@ TEST_F(TryTest, PlainPairJsonReportShowsEveryFormFieldAndVerdict) {
   EXPECT_EQ(save["verdict"]["action"], "accept");
   EXPECT_EQ(save["stdout"], "SAVED\n");
   const std::vector<std::string> expected_names = {
-      "remote_ip",   "subject",     "tls_on",     "helo",        "mail_from",
-      "rcpt_to_0",   "rcpt_to[]",   "rcpt_count", "queue_id",    "client_name",
-      "auth_login",  "tls_version", "tls_cipher", "message_size", "daemon_name",
-      "body"};
+      "remote_ip",  "subject",      "tls_on",      "helo",        "mail_from",  "rcpt_to_0",
+      "rcpt_to[]",  "rcpt_count",   "queue_id",    "client_name", "auth_login", "tls_version",
+      "tls_cipher", "message_size", "daemon_name", "body"};
   EXPECT_EQ(FormNames(r), expected_names);
   EXPECT_EQ(FormField(r, "remote_ip"), "192.0.2.7");
   EXPECT_EQ(FormField(r, "subject"), "Grüße from try");
@@ -278,8 +277,8 @@ TEST_F(TryTest, JsonPairStoresOneMaildirPerRecipientAndAddsHeader) {
   const json& edit = save["verdict"]["header_edits"][0];
   EXPECT_EQ(edit["kind"], "add");
   EXPECT_EQ(edit["name"], "X-Fcgi-Milter-Stored");
-  EXPECT_EQ(edit["value"], "2 mailbox(es), queue id " +
-                               run.report["envelope"]["queue_id"].get<std::string>());
+  EXPECT_EQ(edit["value"],
+            "2 mailbox(es), queue id " + run.report["envelope"]["queue_id"].get<std::string>());
   EXPECT_FALSE(save["verdict"].contains("refused_recipients"));
   EXPECT_EQ(FormField(run.report, "rcpt_count"), "2");
   for (const char* box : {"a@example.test", "b@example.test"}) {
@@ -306,8 +305,7 @@ TEST_F(TryTest, JsonSaveRefusesFullMailboxButDeliversToTheOthers) {
 
   TryRun plain = Try({"--rcpt", "a@example.test", "--rcpt", "full@example.test"}, false);
   EXPECT_EQ(plain.exit_status, 0) << Diagnostics(plain);
-  EXPECT_NE(plain.out.find("refuse recipient <full@example.test>"), std::string::npos)
-      << plain.out;
+  EXPECT_NE(plain.out.find("refuse recipient <full@example.test>"), std::string::npos) << plain.out;
   EXPECT_NE(plain.out.find("add header X-Fcgi-Milter-Stored: 1 mailbox(es)"), std::string::npos)
       << plain.out;
 }
@@ -334,7 +332,8 @@ TEST_F(TryTest, JsonValidateTempfailsLockedMailboxWithExitTwo) {
   EXPECT_EQ(v["verdict"]["action"], "tempfail");
   EXPECT_EQ(v["verdict"]["smtp_code"], "450");
   EXPECT_EQ(v["verdict"]["enhanced_code"], "4.2.1");
-  EXPECT_EQ(v["smtp"], "450 4.2.1 <locked@example.test>: Mailbox temporarily locked, try again later");
+  EXPECT_EQ(v["smtp"],
+            "450 4.2.1 <locked@example.test>: Mailbox temporarily locked, try again later");
   EXPECT_EQ(run.report["outcome"], "no recipient accepted (temporary failure): the sender retries");
   EXPECT_FALSE(run.report.contains("save"));
 }
@@ -354,10 +353,10 @@ TEST_F(TryTest, JsonValidateRejectsUnknownRecipientWithExitOne) {
 // by default, or what validate_failure_action says.
 TEST_F(TryTest, InvalidJsonReplyFollowsTheFailurePolicy) {
   StartPair("json/validate.php", "json/save.php");
-  const std::string bad = php_->AddScript(
-      "bad.php",
-      "<?php header('Content-Type: application/json');\n"
-      "echo json_encode(['action' => 'reject', 'smtp_code' => 450]);\n");
+  const std::string bad =
+      php_->AddScript("bad.php",
+                      "<?php header('Content-Type: application/json');\n"
+                      "echo json_encode(['action' => 'reject', 'smtp_code' => 450]);\n");
   json config = json::parse(ReadFile(config_path_));
   config["fcgi_script_filename_validate"] = bad;
   testing_support::WriteFile(config_path_, config.dump(2));

@@ -397,7 +397,8 @@ namespace {
 TEST(ConfigPool, MaxConnectionsAndKeepAliveAreRead) {
   auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
     "fcgi_script_filename_save": "/srv/save.php", "fcgi_max_connections": 12,
-    "fcgi_keep_alive": false})", "t.json");
+    "fcgi_keep_alive": false})",
+                         "t.json");
   ASSERT_TRUE(r.ok()) << r.errors[0];
   EXPECT_EQ(r.config.fcgi_max_connections, 12u);
   EXPECT_FALSE(r.config.fcgi_keep_alive);
@@ -406,7 +407,8 @@ TEST(ConfigPool, MaxConnectionsAndKeepAliveAreRead) {
 TEST(ConfigPool, ZeroConnectionsAndAStringBooleanAreErrorsNamingTheKey) {
   auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
     "fcgi_script_filename_save": "/srv/save.php", "fcgi_max_connections": 0,
-    "fcgi_keep_alive": "yes"})", "t.json");
+    "fcgi_keep_alive": "yes"})",
+                         "t.json");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_NE(r.errors[0].find("'fcgi_max_connections'"), std::string::npos) << r.errors[0];
   EXPECT_NE(r.errors[1].find("'fcgi_keep_alive'"), std::string::npos) << r.errors[1];
@@ -435,7 +437,8 @@ namespace {
 
 TEST(ConfigBackends, FarmIsReadInPlaceOfTheSingleAddress) {
   auto r = config::Parse(R"({"fcgi_backends": ["unix:/run/php/a.sock", "tcp:10.0.0.5:9000",
-    "tcp:[::1]:9001"], "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+    "tcp:[::1]:9001"], "fcgi_script_filename_save": "/srv/save.php"})",
+                         "t.json");
   ASSERT_TRUE(r.ok()) << r.errors[0];
   auto b = config::Backends(r.config);
   ASSERT_EQ(b.size(), 3u);
@@ -448,7 +451,8 @@ TEST(ConfigBackends, FarmIsReadInPlaceOfTheSingleAddress) {
 
 TEST(ConfigBackends, SingleAddressIsTheOnlyBackendWhenNoFarmIsGiven) {
   auto r = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
-    "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+    "fcgi_script_filename_save": "/srv/save.php"})",
+                         "t.json");
   ASSERT_TRUE(r.ok());
   auto b = config::Backends(r.config);
   ASSERT_EQ(b.size(), 1u);
@@ -457,11 +461,13 @@ TEST(ConfigBackends, SingleAddressIsTheOnlyBackendWhenNoFarmIsGiven) {
 
 TEST(ConfigBackends, BothFormsOrABadEntryAreErrors) {
   auto both = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
-    "fcgi_backends": ["unix:/run/b.sock"], "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+    "fcgi_backends": ["unix:/run/b.sock"], "fcgi_script_filename_save": "/srv/save.php"})",
+                            "t.json");
   ASSERT_EQ(both.errors.size(), 1u);
   EXPECT_NE(both.errors[0].find("give one or the other"), std::string::npos) << both.errors[0];
   auto bad = config::Parse(R"({"fcgi_backends": ["php:/run/b.sock"],
-    "fcgi_script_filename_save": "/srv/save.php"})", "t.json");
+    "fcgi_script_filename_save": "/srv/save.php"})",
+                           "t.json");
   ASSERT_EQ(bad.errors.size(), 1u);
   EXPECT_NE(bad.errors[0].find("'fcgi_backends'"), std::string::npos) << bad.errors[0];
   EXPECT_NE(bad.errors[0].find("php:/run/b.sock"), std::string::npos) << bad.errors[0];
@@ -470,13 +476,15 @@ TEST(ConfigBackends, BothFormsOrABadEntryAreErrors) {
 TEST(ConfigPolicy, FailureActionsAndSkipNetworksAreChecked) {
   auto ok = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
     "fcgi_script_filename_save": "/srv/save.php", "save_failure_action": "accept",
-    "validate_skip_networks": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]})", "t.json");
+    "validate_skip_networks": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]})",
+                          "t.json");
   ASSERT_TRUE(ok.ok()) << ok.errors[0];
   EXPECT_EQ(ok.config.save_failure_action, "accept");
   EXPECT_EQ(ok.config.validate_skip_networks.size(), 3u);
   auto bad = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
     "fcgi_script_filename_save": "/srv/save.php", "save_failure_action": "drop",
-    "validate_skip_networks": ["10.0.0.0/33"]})", "t.json");
+    "validate_skip_networks": ["10.0.0.0/33"]})",
+                           "t.json");
   ASSERT_EQ(bad.errors.size(), 2u);
   EXPECT_NE(bad.errors[0].find("'save_failure_action'"), std::string::npos);
   EXPECT_NE(bad.errors[1].find("10.0.0.0/33"), std::string::npos) << bad.errors[1];

@@ -161,9 +161,14 @@ TEST(FcgiRequest, ParamsLargerThanOneRecordAreRefused) {
 }
 
 std::string EndRequest(uint32_t app, uint8_t proto) {
-  std::string body = {static_cast<char>(app >> 24), static_cast<char>(app >> 16),
-                      static_cast<char>(app >> 8), static_cast<char>(app), static_cast<char>(proto),
-                      0, 0, 0};
+  std::string body = {static_cast<char>(app >> 24),
+                      static_cast<char>(app >> 16),
+                      static_cast<char>(app >> 8),
+                      static_cast<char>(app),
+                      static_cast<char>(proto),
+                      0,
+                      0,
+                      0};
   return body;
 }
 

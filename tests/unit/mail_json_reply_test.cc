@@ -76,8 +76,8 @@ TEST(JsonReply, CodeOfTheWrongClassIsRefused) {
   EXPECT_NE(a.reason.find("does not go with reject"), std::string::npos) << a.reason;
   Verdict b = DecideJson(Stage::kSave, R"({"action":"tempfail","smtp_code":550})");
   EXPECT_NE(b.reason.find("does not go with tempfail"), std::string::npos) << b.reason;
-  Verdict c = DecideJson(Stage::kSave,
-                         R"({"action":"reject","smtp_code":550,"enhanced_code":"4.7.1"})");
+  Verdict c =
+      DecideJson(Stage::kSave, R"({"action":"reject","smtp_code":550,"enhanced_code":"4.7.1"})");
   EXPECT_NE(c.reason.find("'enhanced_code'"), std::string::npos) << c.reason;
   Verdict d = DecideJson(Stage::kSave, R"({"action":"reject","smtp_code":"55x"})");
   EXPECT_TRUE(d.backend_failure);
@@ -86,16 +86,14 @@ TEST(JsonReply, CodeOfTheWrongClassIsRefused) {
 }
 
 TEST(JsonReply, HostileTextLosesItsLineBreaks) {
-  Verdict v = DecideJson(Stage::kSave,
-                         R"({"action":"reject","text":"no\r\n250 ok\u0000 100%"})");
+  Verdict v = DecideJson(Stage::kSave, R"({"action":"reject","text":"no\r\n250 ok\u0000 100%"})");
   EXPECT_EQ(v.action, Action::kReject);
   EXPECT_EQ(v.text, "no  250 ok  100%");
   EXPECT_EQ(v.text.find('\n'), std::string::npos);
 }
 
 TEST(JsonReply, MultiLineTextIsKeptLineByLine) {
-  Verdict v = DecideJson(Stage::kSave,
-                         R"({"action":"reject","text":["first","second","third"]})");
+  Verdict v = DecideJson(Stage::kSave, R"({"action":"reject","text":["first","second","third"]})");
   EXPECT_EQ(v.text, "first");
   EXPECT_EQ(v.more_lines, (std::vector<std::string>{"second", "third"}));
   std::string too_many = R"({"action":"reject","text":[)";
@@ -122,9 +120,11 @@ TEST(JsonReply, HeaderEditsAreParsedInOrder) {
 
 TEST(JsonReply, BadHeaderNamesAndValuesAreMadeSafeOrRefused) {
   EXPECT_TRUE(DecideJson(Stage::kSave, R"({"action":"accept",
-      "add_headers":[{"name":"X-Bad: injected","value":"v"}]})").backend_failure);
+      "add_headers":[{"name":"X-Bad: injected","value":"v"}]})")
+                  .backend_failure);
   EXPECT_TRUE(DecideJson(Stage::kSave, R"({"action":"accept",
-      "add_headers":[{"name":"X-A"}]})").backend_failure);
+      "add_headers":[{"name":"X-A"}]})")
+                  .backend_failure);
   Verdict v = DecideJson(Stage::kSave, R"({"action":"accept",
       "add_headers":[{"name":"X-A","value":"a\r\nBcc: victim@example.test"}]})");
   ASSERT_EQ(v.header_edits.size(), 1u);
@@ -142,8 +142,8 @@ TEST(JsonReply, RejectRecipientsListsAddresses) {
   Verdict v = DecideJson(Stage::kSave,
                          R"({"action":"accept","reject_recipients":["a@x.test","b@x.test"]})");
   EXPECT_EQ(v.refused_recipients, (std::vector<std::string>{"a@x.test", "b@x.test"}));
-  EXPECT_TRUE(DecideJson(Stage::kSave, R"({"action":"accept","reject_recipients":"a@x"})")
-                  .backend_failure);
+  EXPECT_TRUE(
+      DecideJson(Stage::kSave, R"({"action":"accept","reject_recipients":"a@x"})").backend_failure);
 }
 
 TEST(JsonReply, UnknownKeysAndInvalidJsonAreBackendFailuresNamingTheProblem) {
