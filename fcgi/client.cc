@@ -68,6 +68,7 @@ class Client::Loop {
   struct Call {
     Loop* loop = nullptr;
     Params params;
+    bool idempotent = false;  // REQUEST_METHOD GET or HEAD: safe to send twice
     std::shared_ptr<const Body> body;
     Clock::time_point deadline;
     Clock::time_point started;
@@ -189,6 +190,9 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
                              std::chrono::milliseconds heartbeat_interval) {
   auto* call = new Call;
   call->params = params;
+  for (const auto& [name, value] : params) {
+    if (name == "REQUEST_METHOD") call->idempotent = value == "GET" || value == "HEAD";
+  }
   call->body = std::move(body);
   call->deadline = deadline;
   call->started = Clock::now();
@@ -496,8 +500,13 @@ void Client::Loop::HandleReadable(Connection* conn) {
 
 void Client::Loop::FailAttempt(Connection* conn, Status status, bool stale_connection) {
   Call* call = conn->call;
+  // A reused connection that fails before any reply byte is usually one the backend closed
+  // while idle. But a script that died after reading the whole request looks the same, so a
+  // request that is not idempotent (a POST that may have saved a message) is retried only when
+  // it failed while still being written.
+  const bool fully_sent = call->stdin_done && call->out_pos == call->out.size();
   const bool retry = stale_connection && conn->reused && !call->collector->started() &&
-                     Clock::now() < call->deadline;
+                     (call->idempotent || !fully_sent) && Clock::now() < call->deadline;
   conn->call = nullptr;
   call->conn = nullptr;
   CloseConnection(conn);

@@ -51,6 +51,8 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Sends one request (params, then body as STDIN; body may be null) and waits for the reply.
+  // A request that fails on a reused connection before any reply byte is retried once on a
+  // fresh one if it is idempotent (REQUEST_METHOD GET/HEAD) or had not been fully written.
   // The deadline covers waiting for a connection, connecting, sending and receiving. While it
   // waits, heartbeat (if set) runs on the calling thread every heartbeat_interval (a milter
   // uses it to tell the MTA it is still working).

@@ -63,15 +63,24 @@ void Write(Level level, const char* format, ...) {
   size_t len = static_cast<size_t>(n) < sizeof raw ? static_cast<size_t>(n) : sizeof raw - 1;
   std::string line;
   line.reserve(len + 16);
-  for (size_t i = 0; i < len; ++i) {
+  // Control characters and bytes that are not part of valid UTF-8 (a script's garbage, an
+  // 8-bit header) are escaped, so a line stays one readable line.
+  for (size_t i = 0; i < len;) {
     const auto c = static_cast<unsigned char>(raw[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char esc[5];
-      std::snprintf(esc, sizeof esc, "\\x%02x", c);
-      line += esc;
-    } else {
-      line.push_back(static_cast<char>(c));
+    size_t seq = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool valid = seq != 0 && i + seq <= len && !(c < 0x20 || c == 0x7f) && c != 0xC0 && c != 0xC1;
+    for (size_t k = 1; valid && k < seq; ++k) {
+      valid = (static_cast<unsigned char>(raw[i + k]) & 0xC0) == 0x80;
     }
+    if (valid) {
+      line.append(raw + i, seq);
+      i += seq;
+      continue;
+    }
+    char esc[5];
+    std::snprintf(esc, sizeof esc, "\\x%02x", c);
+    line += esc;
+    i += 1;
   }
   if (static_cast<size_t>(n) >= sizeof raw) line += "...";
   if (g_syslog) {

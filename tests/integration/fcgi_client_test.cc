@@ -265,3 +265,25 @@ TEST_F(FcgiClientTest, HeartbeatRunsOnTheCallingThreadWhileWaiting) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(FcgiClientTest, PostToAScriptThatDiesAfterReadingItIsNotSentTwice) {
+  StartPhp();
+  // Records each run, then dies the hard way before any output reaches us.
+  const std::string script = php_->AddScript("die.php", R"php(<?php
+file_put_contents(getenv('DUMP_DIR') . '/runs', "run\n", FILE_APPEND);
+posix_kill(getmypid(), 9);
+)php");
+  auto client = MakeClient(1);
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());  // the next request reuses this connection
+  const std::string data = "subject=x&body=message";
+  Result r = client->Execute(ScriptParams(script, "POST", "", data.size()),
+                             std::make_shared<fcgi::StringBody>(data),
+                             Client::Clock::now() + kDeadline);
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_EQ(r.attempts, 1) << r.status.ToString();
+  EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");
+}
+
+}  // namespace
