@@ -67,7 +67,11 @@ void Write(Level level, const char* format, ...) {
   // 8-bit header) are escaped, so a line stays one readable line.
   for (size_t i = 0; i < len;) {
     const auto c = static_cast<unsigned char>(raw[i]);
-    size_t seq = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t seq = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     bool valid = seq != 0 && i + seq <= len && !(c < 0x20 || c == 0x7f) && c != 0xC0 && c != 0xC1;
     for (size_t k = 1; valid && k < seq; ++k) {
       valid = (static_cast<unsigned char>(raw[i + k]) & 0xC0) == 0x80;

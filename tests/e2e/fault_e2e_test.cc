@@ -60,25 +60,30 @@ function hit($kind) {
 
 std::map<std::string, std::string> FaultScripts() {
   return {
-      {"save.php", "if ($seq === '-') { echo \"TEMPFAIL 451 4.3.0 no X-Seq\\n\"; exit; }\n"
-                   "record('ok');\necho \"SAVED\\n\";\n"},
-      {"hang.php", "hit('hang');\nsleep(" + std::to_string(kSaveTimeout + 2) + ");\necho 'SAVED';\n"},
+      {"save.php",
+       "if ($seq === '-') { echo \"TEMPFAIL 451 4.3.0 no X-Seq\\n\"; exit; }\n"
+       "record('ok');\necho \"SAVED\\n\";\n"},
+      {"hang.php",
+       "hit('hang');\nsleep(" + std::to_string(kSaveTimeout + 2) + ");\necho 'SAVED';\n"},
       // Even: stored, then killed mid-reply (a duplicate the sender cannot avoid). Odd: partial
       // output and exit() before storing.
-      {"die.php", "hit('die');\nif ((int)$seq % 2 == 0) { record('died');\n"
-                  "  echo 'SAV'; flush(); posix_kill(getmypid(), 9); }\n"
-                  "echo 'SAV'; flush(); exit(1);\n"},
-      {"status500.php", "hit('status500');\nheader('Status: 500 Internal Server Error');\n"
-                        "echo \"SAVED\\n\";\n"},
-      {"garbage.php", "hit('garbage');\necho \"\\0\\x01\\xffgarbage\\r\\n\\r\\nSAVED?\", "
-                      "random_bytes(300);\n"},
+      {"die.php",
+       "hit('die');\nif ((int)$seq % 2 == 0) { record('died');\n"
+       "  echo 'SAV'; flush(); posix_kill(getmypid(), 9); }\n"
+       "echo 'SAV'; flush(); exit(1);\n"},
+      {"status500.php",
+       "hit('status500');\nheader('Status: 500 Internal Server Error');\n"
+       "echo \"SAVED\\n\";\n"},
+      {"garbage.php",
+       "hit('garbage');\necho \"\\0\\x01\\xffgarbage\\r\\n\\r\\nSAVED?\", "
+       "random_bytes(300);\n"},
       {"huge.php", "hit('huge');\necho \"SAVED\\n\";\necho str_repeat(\"x\", 2 * 1024 * 1024);\n"},
   };
 }
 
 std::string Message(int seq) {
-  return "From: sender@client.test\nTo: user@example.test\nSubject: fault " +
-         std::to_string(seq) + "\nMessage-ID: <seq-" + std::to_string(seq) +
+  return "From: sender@client.test\nTo: user@example.test\nSubject: fault " + std::to_string(seq) +
+         "\nMessage-ID: <seq-" + std::to_string(seq) +
          "@fault.test>\nX-Seq: " + std::to_string(seq) + "\n\nbody of message " +
          std::to_string(seq) + "\n";
 }
@@ -110,8 +115,7 @@ class FaultE2eTest : public ::testing::Test {
     const int before = reloads();
     if (!daemon_->WriteConfig(config)) return ::testing::AssertionFailure() << "write config";
     if (!daemon_->Signal(SIGUSR1)) return ::testing::AssertionFailure() << "daemon gone";
-    if (!testing_support::WaitUntil(
-            [&] { return reloads() > before; }, 5s)) {
+    if (!testing_support::WaitUntil([&] { return reloads() > before; }, 5s)) {
       return ::testing::AssertionFailure() << "no reload logged\n"
                                            << testing_support::Tail(daemon_->log(), 2000);
     }
@@ -130,9 +134,8 @@ class FaultE2eTest : public ::testing::Test {
             std::string::npos) {
       return ::testing::AssertionFailure() << "no php-fpm master at pid \"" << pid_text << "\"";
     }
-    kill_times_.push_back(std::chrono::duration<double>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count());
+    kill_times_.push_back(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
     kill(-pid, SIGKILL);
     testing_support::WaitUntil([&] { return !php_->Running(); }, 5s);
     std::this_thread::sleep_for(down);
@@ -262,8 +265,8 @@ TEST_F(FaultE2eTest, RelayedMailIsSavedThroughEveryBackendFaultWithoutLossOrBoun
     injected_faults["php-fpm SIGKILL+restart"]++;
     std::this_thread::sleep_for(1500ms);
   }
-  for (const std::string script : {"hang.php", "die.php", "status500.php", "garbage.php",
-                                    "huge.php"}) {
+  for (const std::string script :
+       {"hang.php", "die.php", "status500.php", "garbage.php", "huge.php"}) {
     progress(std::string("script ") + script);
     ASSERT_TRUE(Reload(Config(script))) << Logs();
     injected_faults["script " + script]++;
@@ -450,8 +453,8 @@ TEST_F(FaultE2eTest, RelayedMailIsSavedThroughEveryBackendFaultWithoutLossOrBoun
         << fake.served(static_cast<FakeFcgi::Fault>(f));
   }
   fig << "\ntimes: faults " << std::chrono::duration<double>(faults_done - started).count()
-      << " s, drained after "
-      << std::chrono::duration<double>(drained - faults_done).count() << " s more\n";
+      << " s, drained after " << std::chrono::duration<double>(drained - faults_done).count()
+      << " s more\n";
   std::printf("[ FIGURES  ] %s", fig.str().c_str());
   RecordProperty("figures", fig.str());
 

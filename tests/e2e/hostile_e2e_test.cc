@@ -180,7 +180,8 @@ class HostileE2eTest : public ::testing::Test {
     ASSERT_TRUE(php_->Start());
     spool_ = tmp_.Mkdir("spool", 0700);
     // A daemon that drops to nobody needs its spool to be nobody's (0700 stays private).
-    if (extra.is_object() && extra.value("user", "") == "nobody" && chown(spool_.c_str(), 65534, 65534) != 0) {
+    if (extra.is_object() && extra.value("user", "") == "nobody" &&
+        chown(spool_.c_str(), 65534, 65534) != 0) {
       FAIL() << "chown " << spool_;
     }
     json config = {{"fcgi_connection_type", php_->connection_type()},
@@ -233,8 +234,8 @@ class HostileE2eTest : public ::testing::Test {
     while (std::getline(in, line)) {
       n++;
       if (line.rfind("fcgi-milter: ", 0) != 0) {
-        return ::testing::AssertionFailure() << "log line " << n << " is broken: \"" << line
-                                             << "\"";
+        return ::testing::AssertionFailure()
+               << "log line " << n << " is broken: \"" << line << "\"";
       }
     }
     return ::testing::AssertionSuccess() << n << " lines";
@@ -259,8 +260,7 @@ TEST_F(HostileE2eTest, ControlCharactersArriveAsDataAndNeverSplitADaemonLogLine)
   // HELO with a control character and a quoted local part with a tab and a quoted quote: what
   // SMTP lets through (CR and LF end the command line, so they can only come from headers).
   ASSERT_EQ(smtp.Command("EHLO bad\x01helo").code, 250);
-  ASSERT_EQ(smtp.Command("MAIL FROM:<\"we\\\"ird\\\tsender\"@client.test>").code, 250)
-      << Logs();
+  ASSERT_EQ(smtp.Command("MAIL FROM:<\"we\\\"ird\\\tsender\"@client.test>").code, 250) << Logs();
   const auto rcpt = smtp.Command("RCPT TO:<\"x\\\ty z\"@example.test>");
   ASSERT_EQ(rcpt.code, 250) << rcpt << Logs();
   // Encoded words decode to CR, LF and NUL; a bare CR in a header value.
@@ -268,7 +268,9 @@ TEST_F(HostileE2eTest, ControlCharactersArriveAsDataAndNeverSplitADaemonLogLine)
   const std::string message =
       "From: x@client.test\n"
       "To: y@example.test\n"
-      "Subject: =?UTF-8?B?" + Base64Encode(std::string(evil.data(), evil.size())) + "?=\n"
+      "Subject: =?UTF-8?B?" +
+      Base64Encode(std::string(evil.data(), evil.size())) +
+      "?=\n"
       "X-Raw: value\rwith bare CR\n"
       "\nbody\n";
   auto data = smtp.SendData(message);
@@ -303,8 +305,7 @@ TEST_F(HostileE2eTest, HugeHeaderEmptyBodyAndHeaderlessMessagesAreSavedByteExact
   // Postfix appends Message-Id and Date; the body stays empty.
   EXPECT_EQ(saved[1].body.rfind("From: a@client.test\nSubject: empty\n", 0), 0u) << saved[1].body;
   const size_t end_of_headers = saved[1].body.find("\n\n");
-  EXPECT_TRUE(end_of_headers == std::string::npos ||
-              end_of_headers + 2 == saved[1].body.size())
+  EXPECT_TRUE(end_of_headers == std::string::npos || end_of_headers + 2 == saved[1].body.size())
       << testing_support::Tail(saved[1].body, 300);
   EXPECT_NE(saved[2].body.find("just a body, no header at all\n"), std::string::npos);
   EXPECT_TRUE(LogLinesIntact());
@@ -364,7 +365,7 @@ TEST_F(HostileE2eTest, ClientsHangingUpAtEveryStageLeaveNoSpillFileFdOrThread) {
       s.Send("DATA\r\n");
       if (stage == 2) continue;  // after DATA's 354
       s.Send("Subject: cut\r\nX-A: b\r\n", false);
-      if (stage == 3) {          // inside the header section
+      if (stage == 3) {  // inside the header section
         std::this_thread::sleep_for(100ms);
         continue;
       }

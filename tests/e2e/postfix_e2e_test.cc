@@ -13,6 +13,7 @@
 #include "tests/support/milter_daemon.h"
 #include "tests/support/php_fpm.h"
 #include "tests/support/postfix.h"
+#include "tests/support/recording.h"
 #include "tests/support/smtp_client.h"
 #include "tests/support/temp_dir.h"
 
@@ -25,34 +26,12 @@ using testing_support::Postfix;
 using testing_support::SendMail;
 using testing_support::SmtpClient;
 
-// Records every save request: the form fields as JSON and the body as raw bytes, so byte-exact
-// comparisons need no JSON escaping. Named by arrival order.
-const char* kRecordingSave = R"php(<?php
-$dir = getenv('DUMP_DIR');
-$name = sprintf('%020d', hrtime(true));
-$fields = $_POST;
-unset($fields['body']);
-$fields['_server'] = ['REMOTE_ADDR' => $_SERVER['REMOTE_ADDR'],
-                      'REQUEST_METHOD' => $_SERVER['REQUEST_METHOD'],
-                      'CONTENT_TYPE' => $_SERVER['CONTENT_TYPE'],
-                      'CONTENT_LENGTH' => $_SERVER['CONTENT_LENGTH'],
-                      'SERVER_SOFTWARE' => $_SERVER['SERVER_SOFTWARE']];
-file_put_contents("$dir/$name.body", $_POST['body'] ?? '');
-file_put_contents("$dir/$name.json", json_encode($fields, JSON_INVALID_UTF8_SUBSTITUTE));
-echo "SAVED\n";
-)php";
-
-struct SavedMessage {
-  json fields;
-  std::string body;
-};
-
 class PostfixE2eTest : public ::testing::Test {
  protected:
   // Starts php-fpm with the example validate.php (recipients: @example.test and
   // "a&b=c+d@weird.test"), the recording save script (or save_source), the daemon and Postfix.
-  void StartAll(const std::string& save_source = kRecordingSave, json extra_config = {},
-                std::string post_max_size = "64M") {
+  void StartAll(const std::string& save_source = testing_support::kRecordingSaveScript,
+                json extra_config = {}, std::string post_max_size = "64M") {
     PhpFpm::Options o;
     o.post_max_size = post_max_size;
     recipients_ = tmp_.Write("recipients.txt", "@example.test\na&b=c+d@weird.test\n");
@@ -79,20 +58,8 @@ class PostfixE2eTest : public ::testing::Test {
 
   std::string SaveDir() const { return php_->data_dir(); }
 
-  std::vector<SavedMessage> Saved() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(SaveDir())) {
-      if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
-    }
-    std::sort(names.begin(), names.end());
-    std::vector<SavedMessage> out;
-    for (const auto& n : names) {
-      SavedMessage m;
-      m.fields = json::parse(testing_support::ReadFile(SaveDir() + "/" + n + ".json"));
-      m.body = testing_support::ReadFile(SaveDir() + "/" + n + ".body");
-      out.push_back(std::move(m));
-    }
-    return out;
+  std::vector<testing_support::SavedMessage> Saved() const {
+    return testing_support::ReadSavedMessages(SaveDir());
   }
 
   std::string Diagnostics() const {
@@ -108,24 +75,6 @@ class PostfixE2eTest : public ::testing::Test {
   std::unique_ptr<Postfix> postfix_;
 };
 
-// What a client sends, with the header whitespace the save must keep: a leading tab, trailing
-// spaces, a folded header, and an RFC 2047 subject in two encodings.
-const char* kCraftedMessage =
-    "From: Sender <sender@client.test>\n"
-    "To: user@example.test\n"
-    "Subject: =?UTF-8?B?SMOpbGxv?= =?ISO-8859-1?Q?w=F6rld?=\n"
-    "Date: Thu, 26 Nov 2026 00:00:00 +0000\n"
-    "Message-ID: <crafted-1@client.test>\n"
-    "X-Tab:\tvalue after a tab\n"
-    "X-Trailing: value with trailing spaces   \n"
-    "X-Folded: first part\n"
-    "\tsecond part\n"
-    "\n"
-    "Body line one\n"
-    "\n"
-    "..a line that started with a dot\n"
-    "last line\n";
-
 TEST_F(PostfixE2eTest, ValidRecipientIsSavedWithEveryFieldAsSent) {
   StartAll();
   SmtpClient smtp;
@@ -136,7 +85,7 @@ TEST_F(PostfixE2eTest, ValidRecipientIsSavedWithEveryFieldAsSent) {
   ASSERT_EQ(smtp.Command("EHLO helo.client.test").code, 250);
   ASSERT_EQ(smtp.Command("MAIL FROM:<sender@client.test>").code, 250);
   ASSERT_EQ(smtp.Command("RCPT TO:<user@example.test>").code, 250) << Diagnostics();
-  auto data = smtp.SendData(kCraftedMessage);
+  auto data = smtp.SendData(testing_support::kCraftedMessage);
   ASSERT_EQ(data.code, 250) << data << Diagnostics();
   smtp.Quit();
 
@@ -156,9 +105,10 @@ TEST_F(PostfixE2eTest, ValidRecipientIsSavedWithEveryFieldAsSent) {
   EXPECT_FALSE(f["queue_id"].get<std::string>().empty());
   EXPECT_EQ(f["_server"]["REQUEST_METHOD"], "POST");
   EXPECT_EQ(f["_server"]["CONTENT_TYPE"], "application/x-www-form-urlencoded");
-  EXPECT_EQ(f["message_size"], std::to_string(std::string(kCraftedMessage).size()));
+  EXPECT_EQ(f["message_size"],
+            std::to_string(std::string(testing_support::kCraftedMessage).size()));
   // The client dot-stuffs, Postfix unstuffs; header whitespace kept; LF line endings.
-  EXPECT_EQ(saved[0].body, kCraftedMessage);
+  EXPECT_EQ(saved[0].body, testing_support::kCraftedMessage);
   EXPECT_TRUE(postfix_->WaitForQueueEmpty());
 }
 
@@ -195,7 +145,7 @@ TEST_F(PostfixE2eTest, StoppedPhpFpmGivesTemporaryFailureAndSavesNothing) {
 
 TEST_F(PostfixE2eTest, StoppedPhpFpmAtSaveTimeGivesTemporaryFailure) {
   // No validate script: the first contact with php-fpm is the save.
-  StartAll(kRecordingSave, {{"fcgi_script_filename_validate", ""}});
+  StartAll(testing_support::kRecordingSaveScript, {{"fcgi_script_filename_validate", ""}});
   php_->Stop();
   auto r = SendMail(
       postfix_->port(), "sender@client.test", {"user@example.test"},

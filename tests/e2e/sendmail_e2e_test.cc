@@ -11,6 +11,7 @@
 #include "tests/support/milter_daemon.h"
 #include "tests/support/net.h"
 #include "tests/support/php_fpm.h"
+#include "tests/support/recording.h"
 #include "tests/support/sendmail.h"
 #include "tests/support/smtp_client.h"
 #include "tests/support/temp_dir.h"
@@ -24,20 +25,6 @@ using testing_support::SendMail;
 using testing_support::Sendmail;
 using testing_support::SmtpClient;
 
-// Records every save request: the form fields as JSON and the body as raw bytes (as in
-// postfix_e2e_test.cc), so the two MTAs are compared on the same evidence.
-const char* kRecordingSave = R"php(<?php
-$dir = getenv('DUMP_DIR');
-$name = sprintf('%020d', hrtime(true));
-$fields = $_POST;
-unset($fields['body']);
-$fields['_server'] = ['REMOTE_ADDR' => $_SERVER['REMOTE_ADDR'],
-                      'REQUEST_METHOD' => $_SERVER['REQUEST_METHOD']];
-file_put_contents("$dir/$name.body", $_POST['body'] ?? '');
-file_put_contents("$dir/$name.json", json_encode($fields, JSON_INVALID_UTF8_SUBSTITUTE));
-echo "SAVED\n";
-)php";
-
 // The R (recipient) lines of a Sendmail qf file.
 std::vector<std::string> RecipientLines(const std::string& qf) {
   std::vector<std::string> lines;
@@ -50,29 +37,6 @@ std::vector<std::string> RecipientLines(const std::string& qf) {
   }
   return lines;
 }
-
-struct SavedMessage {
-  json fields;
-  std::string body;
-};
-
-// The same crafted message as the Postfix test: a leading tab, trailing spaces, a folded header,
-// an RFC 2047 subject in two encodings, and a line that the client must dot-stuff.
-const char* kCraftedMessage =
-    "From: Sender <sender@client.test>\n"
-    "To: user@example.test\n"
-    "Subject: =?UTF-8?B?SMOpbGxv?= =?ISO-8859-1?Q?w=F6rld?=\n"
-    "Date: Thu, 26 Nov 2026 00:00:00 +0000\n"
-    "Message-ID: <crafted-1@client.test>\n"
-    "X-Tab:\tvalue after a tab\n"
-    "X-Trailing: value with trailing spaces   \n"
-    "X-Folded: first part\n"
-    "\tsecond part\n"
-    "\n"
-    "Body line one\n"
-    "\n"
-    "..a line that started with a dot\n"
-    "last line\n";
 
 class SendmailE2eTest : public ::testing::Test {
  protected:
@@ -88,7 +52,8 @@ class SendmailE2eTest : public ::testing::Test {
 
   // php-fpm with the example validate.php (recipients: @example.test), the recording save script
   // (or save_source), the daemon, and Sendmail in front of it.
-  void StartAll(const std::string& save_source = kRecordingSave, json extra_config = {}) {
+  void StartAll(const std::string& save_source = testing_support::kRecordingSaveScript,
+                json extra_config = {}) {
     PhpFpm::Options o;
     o.env["FCGI_MILTER_RECIPIENTS"] = tmp_.Write("recipients.txt", "@example.test\n");
     php_ = std::make_unique<PhpFpm>(o);
@@ -107,20 +72,8 @@ class SendmailE2eTest : public ::testing::Test {
     ASSERT_TRUE(sendmail_->Start());
   }
 
-  std::vector<SavedMessage> Saved() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(php_->data_dir())) {
-      if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
-    }
-    std::sort(names.begin(), names.end());
-    std::vector<SavedMessage> out;
-    for (const auto& n : names) {
-      SavedMessage m;
-      m.fields = json::parse(testing_support::ReadFile(php_->data_dir() + "/" + n + ".json"));
-      m.body = testing_support::ReadFile(php_->data_dir() + "/" + n + ".body");
-      out.push_back(std::move(m));
-    }
-    return out;
+  std::vector<testing_support::SavedMessage> Saved() const {
+    return testing_support::ReadSavedMessages(php_->data_dir());
   }
 
   std::string Diagnostics() const {
@@ -165,7 +118,7 @@ TEST_F(SendmailE2eTest, SavedMessageCarriesTheSameFieldsAsThroughPostfix) {
   ASSERT_EQ(smtp.Command("EHLO helo.client.test").code, 250);
   ASSERT_EQ(smtp.Command("MAIL FROM:<sender@client.test>").code, 250) << Diagnostics();
   ASSERT_EQ(smtp.Command("RCPT TO:<user@example.test>").code, 250) << Diagnostics();
-  auto data = smtp.SendData(kCraftedMessage);
+  auto data = smtp.SendData(testing_support::kCraftedMessage);
   ASSERT_EQ(data.code, 250) << data << Diagnostics();
   smtp.Quit();
 
@@ -189,7 +142,7 @@ TEST_F(SendmailE2eTest, SavedMessageCarriesTheSameFieldsAsThroughPostfix) {
       << queue_id << Diagnostics();
   // The client dot-stuffs, Sendmail unstuffs; header whitespace kept (leading tab, trailing
   // spaces, the folded line), LF line endings.
-  EXPECT_EQ(saved[0].body, kCraftedMessage) << Diagnostics();
+  EXPECT_EQ(saved[0].body, testing_support::kCraftedMessage) << Diagnostics();
   EXPECT_EQ(f["message_size"], std::to_string(saved[0].body.size()));
 }
 
@@ -240,7 +193,7 @@ TEST_F(SendmailE2eTest, UnreachableFilterWithFlagTTempfailsEveryTransaction) {
 
 TEST_F(SendmailE2eTest, SaveScriptDownAtEndOfMessageGivesTemporaryFailureAfterData) {
   // No validate script: the first contact with php-fpm is the save, at end of message.
-  StartAll(kRecordingSave, {{"fcgi_script_filename_validate", ""}});
+  StartAll(testing_support::kRecordingSaveScript, {{"fcgi_script_filename_validate", ""}});
   php_->Stop();
   auto r = SendMail(
       sendmail_->port(), "sender@client.test", {"user@example.test"},

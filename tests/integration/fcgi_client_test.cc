@@ -278,9 +278,9 @@ posix_kill(getmypid(), 9);
   auto client = MakeClient(1);
   ASSERT_TRUE(Get(client.get(), echo_).status.ok());  // the next request reuses this connection
   const std::string data = "subject=x&body=message";
-  Result r = client->Execute(ScriptParams(script, "POST", "", data.size()),
-                             std::make_shared<fcgi::StringBody>(data),
-                             Client::Clock::now() + kDeadline);
+  Result r =
+      client->Execute(ScriptParams(script, "POST", "", data.size()),
+                      std::make_shared<fcgi::StringBody>(data), Client::Clock::now() + kDeadline);
   EXPECT_FALSE(r.status.ok());
   EXPECT_EQ(r.attempts, 1) << r.status.ToString();
   EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");

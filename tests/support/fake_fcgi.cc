@@ -93,7 +93,9 @@ const char* FakeFcgi::FaultName(Fault fault) {
 
 FakeFcgi::FakeFcgi(std::string socket_path) : socket_path_(std::move(socket_path)) {}
 
-FakeFcgi::~FakeFcgi() { Stop(); }
+FakeFcgi::~FakeFcgi() {
+  Stop();
+}
 
 ::testing::AssertionResult FakeFcgi::Start() {
   sockaddr_un addr{};
@@ -106,8 +108,8 @@ FakeFcgi::~FakeFcgi() { Stop(); }
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       listen(listen_fd_, 64) != 0) {
-    return ::testing::AssertionFailure() << "fake fcgi: " << socket_path_ << ": "
-                                         << std::strerror(errno);
+    return ::testing::AssertionFailure()
+           << "fake fcgi: " << socket_path_ << ": " << std::strerror(errno);
   }
   chmod(socket_path_.c_str(), 0666);
   stop_ = false;
@@ -148,24 +150,16 @@ void FakeFcgi::AcceptLoop() {
 void FakeFcgi::Serve(int fd, Fault fault) {
   const int id = ReadRequest(fd, stop_);
   switch (fault) {
-    case Fault::kWrongVersion:
-      WriteAll(fd, WholeReply(2, id));
-      break;
-    case Fault::kTruncatedRecord:
-      WriteAll(fd, Header(1, kStdout, id, 1000) + "Status: 20");
-      break;
-    case Fault::kCloseMidHeader:
-      WriteAll(fd, Header(1, kStdout, id, 20).substr(0, 3));
-      break;
+    case Fault::kWrongVersion: WriteAll(fd, WholeReply(2, id)); break;
+    case Fault::kTruncatedRecord: WriteAll(fd, Header(1, kStdout, id, 1000) + "Status: 20"); break;
+    case Fault::kCloseMidHeader: WriteAll(fd, Header(1, kStdout, id, 20).substr(0, 3)); break;
     case Fault::kGarbage:
       WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSAVED\xff\xfe\x01");
       break;
     case Fault::kNoEndRequest:
       WriteAll(fd, Record(1, kStdout, id, "Status: 200\r\n\r\nSAVED\n"));
       break;
-    case Fault::kWrongRequestId:
-      WriteAll(fd, WholeReply(1, id + 1));
-      break;
+    case Fault::kWrongRequestId: WriteAll(fd, WholeReply(1, id + 1)); break;
     case Fault::kSilent:
       // Hold the connection until the client gives up (closes) or the test stops.
       while (!stop_) {

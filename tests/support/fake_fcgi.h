@@ -19,13 +19,13 @@ namespace testing_support {
 class FakeFcgi {
  public:
   enum class Fault {
-    kWrongVersion,       // a well-formed reply, but every record has version 2
-    kTruncatedRecord,    // a STDOUT header announcing 1000 bytes, 10 sent, then close
-    kCloseMidHeader,     // 3 bytes of a record header, then close
-    kGarbage,            // bytes that are no FastCGI at all ("HTTP/1.1 200 OK...")
-    kNoEndRequest,       // "Status: 200\r\n\r\nSAVED" on STDOUT, then close without END_REQUEST
-    kWrongRequestId,     // a whole reply, but for request id + 1
-    kSilent,             // reads the request and never answers (the client's deadline must fire)
+    kWrongVersion,     // a well-formed reply, but every record has version 2
+    kTruncatedRecord,  // a STDOUT header announcing 1000 bytes, 10 sent, then close
+    kCloseMidHeader,   // 3 bytes of a record header, then close
+    kGarbage,          // bytes that are no FastCGI at all ("HTTP/1.1 200 OK...")
+    kNoEndRequest,     // "Status: 200\r\n\r\nSAVED" on STDOUT, then close without END_REQUEST
+    kWrongRequestId,   // a whole reply, but for request id + 1
+    kSilent,           // reads the request and never answers (the client's deadline must fire)
   };
   static constexpr int kFaultCount = 7;
   static const char* FaultName(Fault fault);
