@@ -529,17 +529,24 @@ mail::FailurePolicy ToPolicy(const std::string& word) {
 
 }  // namespace
 
-fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
-  std::unique_ptr<Filter> f(new Filter);
-  f->config_ = config;
-  fcgi::BackendPoolOptions options;
+fcgi::Status BackendAddresses(const config::Config& config,
+                              std::vector<fcgi::BackendAddress>* out) {
+  out->clear();
   for (const config::BackendSpec& spec : config::Backends(config)) {
     fcgi::BackendAddress address;
     fcgi::Status s = fcgi::BackendAddress::Parse(
         spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
     if (!s.ok()) return s;
-    options.addresses.push_back(address);
+    out->push_back(address);
   }
+  return fcgi::Status::Ok();
+}
+
+fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
+  std::unique_ptr<Filter> f(new Filter);
+  f->config_ = config;
+  fcgi::BackendPoolOptions options;
+  if (fcgi::Status s = BackendAddresses(config, &options.addresses); !s.ok()) return s;
   options.client.connect_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
   options.client.max_reply_bytes = config.max_reply_size;

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "fcgi/backend_pool.h"
@@ -36,6 +37,9 @@ struct Exchange {
   mail::Verdict verdict;
   bool skipped = false;  // no request was made (no validate script, or a skip rule matched)
 };
+
+// The FastCGI addresses a config names (fcgi_backends, or the single connection keys).
+fcgi::Status BackendAddresses(const config::Config& config, std::vector<fcgi::BackendAddress>* out);
 
 class Filter {
  public:

@@ -64,11 +64,12 @@ std::string UnixSocketPath(const std::string& spec) {
 // Every backend that cannot be connected to, one problem per line.
 std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
   std::vector<std::string> problems;
-  for (const config::BackendSpec& spec : config::Backends(cfg)) {
-    fcgi::BackendAddress address;
-    fcgi::Status s = fcgi::BackendAddress::Parse(
-        spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
-    if (s.ok()) s = fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
+  std::vector<fcgi::BackendAddress> addresses;
+  if (fcgi::Status s = milter::BackendAddresses(cfg, &addresses); !s.ok()) {
+    problems.push_back(s.message());
+  }
+  for (const fcgi::BackendAddress& address : addresses) {
+    fcgi::Status s = fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
     if (!s.ok()) problems.push_back(s.message());
   }
   return problems;
