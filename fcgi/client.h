@@ -1,6 +1,5 @@
-// The FastCGI client: one libevent loop thread drives every request for one backend, over a
-// bounded pool of kept-alive connections. Callers on any thread block in Execute() until the
-// reply, a failure, or their deadline.
+// The FastCGI client for one backend: a bounded pool of kept-alive connections. Each request runs
+// on its caller's thread, which blocks in Execute() until the reply, a failure, or its deadline.
 // Thread-safety: Execute() and stats() may be called from any number of threads at once.
 #pragma once
 
@@ -63,7 +62,7 @@ class Client {
   ClientStats stats() const;
   const ClientOptions& options() const;
 
-  class Loop;  // the implementation, in client.cc
+  class Loop;  // the implementation (the pool), in client.cc
 
  private:
   explicit Client(std::unique_ptr<Loop> loop);

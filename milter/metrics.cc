@@ -3,12 +3,14 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/thread.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -197,6 +199,9 @@ fcgi::Status HttpServer::Start(const std::string& listen,
   auto impl = std::make_unique<Impl>();
   impl->backends = std::move(backends);
   impl->healthy = std::move(healthy);
+  // The stop event is activated from another thread: libevent must lock its base.
+  static std::once_flag threads_once;
+  std::call_once(threads_once, [] { evthread_use_pthreads(); });
   impl->base = event_base_new();
   impl->http = impl->base ? evhttp_new(impl->base) : nullptr;
   if (impl->http == nullptr) return fcgi::Status::IoError("metrics: cannot create HTTP server");
