@@ -15,6 +15,7 @@
 #include <memory>
 #include <cstring>
 #include <mutex>
+#include <list>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -56,7 +57,7 @@ class Client::Loop {
                  std::chrono::milliseconds heartbeat_interval);
   ClientStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return ClientStats{busy_fds_.size(), idle_.size(), waiting_};
+    return ClientStats{busy_fds_.size(), idle_.size(), waiters_.size()};
   }
   const ClientOptions& options() const { return options_; }
 
@@ -67,6 +68,11 @@ class Client::Loop {
     bool reused = false;      // served a request before this one
     uint32_t requests = 0;
     Clock::time_point idle_since;
+  };
+
+  // A caller waiting for a connection; served in arrival order.
+  struct Waiter {
+    std::condition_variable wake;
   };
 
   // What the caller wants, and when to call its heartbeat.
@@ -91,8 +97,13 @@ class Client::Loop {
   };
 
   // Waits for a connection: an idle one that still looks alive, or a free slot for a new one
-  // (*conn is then null). Fails at the deadline or when the client stops.
+  // (*conn is then null). Callers are served first come, first served. Fails at the deadline or
+  // when the client stops.
   Status Acquire(Call* call, std::unique_ptr<Connection>* conn);
+  // Under mutex_: takes an idle connection or a free slot, if there is one.
+  bool TryTake(std::unique_ptr<Connection>* conn);
+  // Under mutex_: removes w from the queue and wakes the next waiter if w was first.
+  void Leave(Waiter* w);
   // A new connection in an acquired slot.
   Status Connect(std::unique_ptr<Connection>* conn);
   // Gives the slot back, keeping the connection for the next request when it may be reused.
@@ -107,11 +118,10 @@ class Client::Loop {
 
   ClientOptions options_;
   mutable std::mutex mutex_;
-  std::condition_variable slot_free_;  // a connection went idle or a slot opened
   std::condition_variable sweeper_wake_;
   std::vector<std::unique_ptr<Connection>> idle_;  // least recently used first
   std::vector<int> busy_fds_;                       // sockets of requests in flight
-  size_t waiting_ = 0;
+  std::list<Waiter*> waiters_;  // oldest first; the first one is woken when a slot frees up
   size_t in_flight_ = 0;  // callers inside Execute (Stop waits for them)
   bool stopping_ = false;
   std::condition_variable drained_;
@@ -135,7 +145,7 @@ void Client::Loop::Stop() {
     stopping_ = true;
     // Wake the callers blocked in poll() on a busy connection; they see stopping_ and give up.
     for (int fd : busy_fds_) ::shutdown(fd, SHUT_RDWR);
-    slot_free_.notify_all();
+    for (Waiter* w : waiters_) w->wake.notify_one();
     sweeper_wake_.notify_all();
     drained_.wait(lock, [this] { return in_flight_ == 0; });
     idle_.clear();
@@ -158,53 +168,80 @@ void Client::Loop::Beat(Call* call) {
   if (call->heartbeat == nullptr || !*call->heartbeat) return;
   const auto now = Clock::now();
   if (now < call->next_beat) return;
-  (*call->heartbeat)();
   call->next_beat = now + call->heartbeat_interval;
+  try {
+    (*call->heartbeat)();
+  } catch (...) {
+    // A progress report that failed is no reason to abandon the request.
+  }
+}
+
+bool Client::Loop::TryTake(std::unique_ptr<Connection>* conn) {
+  while (!idle_.empty()) {
+    // Most recently used first: it is the least likely to have been closed by the backend.
+    std::unique_ptr<Connection> c = std::move(idle_.back());
+    idle_.pop_back();
+    char probe;
+    const ssize_t n = ::recv(c->fd.get(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->reused = true;
+      busy_fds_.push_back(c->fd.get());
+      *conn = std::move(c);
+      return true;
+    }
+    // EOF, an error, or stray bytes: the connection is of no further use (closed here).
+  }
+  if (busy_fds_.size() < options_.max_connections) {
+    busy_fds_.push_back(-1);  // a slot; the fd is filled in once connected
+    conn->reset();
+    return true;
+  }
+  return false;
+}
+
+void Client::Loop::Leave(Waiter* w) {
+  const bool was_first = !waiters_.empty() && waiters_.front() == w;
+  waiters_.remove(w);
+  if (was_first && !waiters_.empty()) waiters_.front()->wake.notify_one();
 }
 
 Status Client::Loop::Acquire(Call* call, std::unique_ptr<Connection>* conn) {
   std::unique_lock<std::mutex> lock(mutex_);
-  ++waiting_;
-  for (;;) {
-    if (stopping_) {
-      --waiting_;
-      return Status::Unavailable("FastCGI client is shutting down");
-    }
-    while (!idle_.empty()) {
-      // Most recently used first: it is the least likely to have been closed by the backend.
-      std::unique_ptr<Connection> c = std::move(idle_.back());
-      idle_.pop_back();
-      char probe;
-      const ssize_t n = ::recv(c->fd.get(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        c->reused = true;
-        busy_fds_.push_back(c->fd.get());
-        --waiting_;
-        *conn = std::move(c);
+  if (stopping_) return Status::Unavailable("FastCGI client is shutting down");
+  // Nobody waiting: take what is free. Otherwise queue up behind the others, so that a newcomer
+  // never takes the connection a longer waiter was woken for.
+  if (waiters_.empty() && TryTake(conn)) return Status::Ok();
+  Waiter me;
+  waiters_.push_back(&me);
+  try {
+    for (;;) {
+      if (stopping_) {
+        Leave(&me);
+        return Status::Unavailable("FastCGI client is shutting down");
+      }
+      if (Clock::now() >= call->deadline) {
+        Leave(&me);
+        return Status::Timeout("waiting for a free connection to " +
+                               options_.address.ToString() + " (all " +
+                               std::to_string(options_.max_connections) + " busy)");
+      }
+      if (waiters_.front() == &me && TryTake(conn)) {
+        Leave(&me);  // wakes the next one: there may be more than one free slot
         return Status::Ok();
       }
-      // EOF, an error, or stray bytes: the connection is of no further use (closed here).
+      const bool beats = call->heartbeat != nullptr && *call->heartbeat;
+      me.wake.wait_until(lock,
+                         beats ? std::min(call->deadline, call->next_beat) : call->deadline);
+      if (beats && Clock::now() >= call->next_beat) {
+        lock.unlock();
+        Beat(call);  // never throws
+        lock.lock();
+      }
     }
-    if (busy_fds_.size() < options_.max_connections) {
-      busy_fds_.push_back(-1);  // a slot; the fd is filled in once connected
-      --waiting_;
-      conn->reset();
-      return Status::Ok();
-    }
-    const auto now = Clock::now();
-    if (now >= call->deadline) {
-      --waiting_;
-      return Status::Timeout("waiting for a free connection to " + options_.address.ToString() +
-                             " (all " + std::to_string(options_.max_connections) + " busy)");
-    }
-    auto until = call->deadline;
-    if (call->heartbeat != nullptr && *call->heartbeat) until = std::min(until, call->next_beat);
-    slot_free_.wait_until(lock, until);
-    if (call->heartbeat != nullptr && *call->heartbeat && Clock::now() >= call->next_beat) {
-      lock.unlock();
-      Beat(call);
-      lock.lock();
-    }
+  } catch (...) {
+    if (!lock.owns_lock()) lock.lock();
+    Leave(&me);  // an allocation failed: me must not stay in the queue
+    throw;
   }
 }
 
@@ -236,10 +273,10 @@ void Client::Loop::Release(std::unique_ptr<Connection> conn, bool reusable) {
     conn->idle_since = Clock::now();
     idle_.push_back(std::move(conn));
   }
-  // else: the connection (if any) closes as conn goes out of scope, under the lock, so its fd
-  // number cannot be reused while it still sits in busy_fds_.
+  // else: the connection (if any) closes here, under the lock, so its fd number cannot be
+  // reused while it still sits in busy_fds_.
   conn.reset();
-  slot_free_.notify_one();
+  if (!waiters_.empty()) waiters_.front()->wake.notify_one();
 }
 
 Status Client::Loop::FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
@@ -322,6 +359,14 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
   const std::unique_ptr<char[]> buf(new char[kStdinChunk]);
   bool can_write = true;  // try at once: a fresh or idle socket has room
   for (;;) {
+    // The deadline holds even when the socket never goes quiet (a backend streaming STDERR).
+    if (Clock::now() >= call->deadline) {
+      a.fully_sent = stdin_done && out_pos == out.size();
+      a.status = Status::Timeout(
+          (a.fully_sent ? "waiting for the reply from " : "sending the request to ") + where);
+      return a;
+    }
+    Beat(call);
     // Send what we can.
     while (can_write && !(stdin_done && out_pos == out.size())) {
       if (out_pos == out.size()) {
@@ -342,7 +387,17 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
           can_write = false;
           break;
         }
-        fail_io("sending request to ", errno);
+        const int err = errno;
+        fail_io("sending request to ", err);
+        // The backend may have answered and closed before reading the whole body: whatever it
+        // sent means the request ran, so it must not be retried.
+        for (;;) {
+          const ssize_t got = ::recv(fd, buf.get(), kStdinChunk, MSG_DONTWAIT);
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0) break;
+          a.reply_started = true;
+          a.stale = false;
+        }
         return a;
       }
       out_pos += static_cast<size_t>(n);
@@ -360,15 +415,7 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
       fail_io("waiting on ", errno);
       return a;
     }
-    if (ready == 0) {
-      if (Clock::now() >= call->deadline) {
-        a.status = Status::Timeout(
-            (a.fully_sent ? "waiting for the reply from " : "sending the request to ") + where);
-        return a;
-      }
-      Beat(call);
-      continue;
-    }
+    if (ready == 0) continue;  // the deadline or a heartbeat is due: checked at the top
     if ((p.revents & POLLOUT) != 0) can_write = true;
     if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
 
@@ -437,21 +484,30 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
   call.heartbeat_interval = heartbeat_interval;
   call.next_beat = started + heartbeat_interval;
 
+  // Keeps the books straight whatever happens below, an exception included.
+  struct Leaving {
+    Loop* loop;
+    ~Leaving() {
+      std::lock_guard<std::mutex> lock(loop->mutex_);
+      if (--loop->in_flight_ == 0) loop->drained_.notify_all();
+    }
+  } leaving{this};
   std::unique_ptr<Connection> conn;
-  Status acquired = Acquire(&call, &conn);
-  if (!acquired.ok()) {
-    result.status = acquired;
-  } else {
-    for (;;) {
+  bool holding = false;   // one entry of busy_fds_ is ours
+  bool reusable = false;  // the exchange ended cleanly: the connection may serve another
+  try {
+    result.status = Acquire(&call, &conn);
+    holding = result.status.ok();
+    while (holding) {
       if (!conn) {
+        result.attempts++;
         if (Status s = Connect(&conn); !s.ok()) {
-          result.attempts++;
           result.status = s;
-          Release(nullptr, false);
           break;
         }
+      } else if (result.attempts == 0) {
+        result.attempts++;
       }
-      result.attempts++;
       Attempt a = Run(conn.get(), &call);
       // A reused connection that fails before any reply byte is usually one the backend closed
       // while idle. But a script that died after reading the whole request looks the same, so a
@@ -460,9 +516,9 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
       const bool retry = a.stale && conn->reused && !a.reply_started &&
                          (call.idempotent || !a.fully_sent) && Clock::now() < call.deadline &&
                          result.attempts == 1;
-      if (retry) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (retry && !stopping_) {
         // Close the stale connection but keep its slot for a fresh one.
-        std::lock_guard<std::mutex> lock(mutex_);
         auto slot = std::find(busy_fds_.begin(), busy_fds_.end(), conn->fd.get());
         if (slot != busy_fds_.end()) *slot = -1;
         conn.reset();
@@ -470,15 +526,15 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
       }
       result.status = std::move(a.status);
       if (result.status.ok()) result.response = std::move(a.response);
-      Release(std::move(conn), a.reusable && result.status.ok());
+      reusable = a.reusable;
       break;
     }
+  } catch (...) {
+    if (holding) Release(std::move(conn), false);
+    throw;
   }
+  if (holding) Release(std::move(conn), reusable);
   result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--in_flight_ == 0) drained_.notify_all();
-  }
   return result;
 }
 

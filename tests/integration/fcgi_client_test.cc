@@ -1,5 +1,5 @@
 // The FastCGI client against a real php-fpm: GET and POST, large bodies, STDERR, Status codes,
-// deadlines, a stopped backend, pool limits and connection reuse.
+// deadlines, a stopped backend, pool limits, connection reuse and retirement, shutting down.
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -53,16 +53,23 @@ class FcgiClientTest : public ::testing::Test {
     ASSERT_TRUE(php_->Start());
   }
 
-  std::unique_ptr<Client> MakeClient(size_t max_connections = 4, bool keep_alive = true) {
+  fcgi::ClientOptions BaseOptions(size_t max_connections = 4) {
     fcgi::ClientOptions o;
     EXPECT_TRUE(
         fcgi::BackendAddress::Parse(php_->connection_type(), php_->address(), &o.address).ok());
     o.max_connections = max_connections;
-    o.keep_alive = keep_alive;
     o.connect_timeout = std::chrono::seconds(2);
+    return o;
+  }
+
+  std::unique_ptr<Client> MakeClient(const fcgi::ClientOptions& o) {
     std::unique_ptr<Client> client;
     EXPECT_TRUE(Client::Create(o, &client).ok());
     return client;
+  }
+
+  std::unique_ptr<Client> MakeClient(size_t max_connections = 4) {
+    return MakeClient(BaseOptions(max_connections));
   }
 
   Params ScriptParams(const std::string& script, const std::string& method,
@@ -283,6 +290,74 @@ posix_kill(getmypid(), 9);
                       std::make_shared<fcgi::StringBody>(data), Client::Clock::now() + kDeadline);
   EXPECT_FALSE(r.status.ok());
   EXPECT_EQ(r.attempts, 1) << r.status.ToString();
+  EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(FcgiClientTest, WithoutKeepAliveNoConnectionIsKept) {
+  StartPhp();
+  fcgi::ClientOptions o = BaseOptions();
+  o.keep_alive = false;
+  auto client = MakeClient(o);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  EXPECT_EQ(client->stats().idle, 0u);
+  EXPECT_EQ(client->stats().busy, 0u);
+}
+
+TEST_F(FcgiClientTest, ConnectionIsRetiredAfterItsRequestLimit) {
+  StartPhp();
+  fcgi::ClientOptions o = BaseOptions(1);
+  o.max_requests_per_connection = 2;
+  auto client = MakeClient(o);
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  EXPECT_EQ(client->stats().idle, 1u);  // kept for a second request
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  EXPECT_EQ(client->stats().idle, 0u);  // its second request was its last
+  Result r = Get(client.get(), echo_);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.attempts, 1);  // a fresh connection, not a retry
+  EXPECT_EQ(client->stats().idle, 1u);
+}
+
+TEST_F(FcgiClientTest, IdleConnectionIsClosedAfterTheIdleTimeout) {
+  StartPhp();
+  fcgi::ClientOptions o = BaseOptions();
+  o.idle_timeout = std::chrono::milliseconds(200);
+  auto client = MakeClient(o);
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  EXPECT_EQ(client->stats().idle, 1u);
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (client->stats().idle != 0 && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(client->stats().idle, 0u);
+  EXPECT_TRUE(Get(client.get(), echo_).status.ok());  // and the next request opens a new one
+}
+
+TEST_F(FcgiClientTest, DestroyingTheClientEndsARequestInFlightWithoutRetryingIt) {
+  StartPhp();
+  // Records each run, then sleeps far past the moment the client goes away.
+  const std::string script = php_->AddScript("slow.php", R"php(<?php
+file_put_contents(getenv('DUMP_DIR') . '/runs', "run\n", FILE_APPEND);
+sleep(5);
+echo 'PASS';
+)php");
+  auto client = MakeClient(1);
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());  // the slow request reuses this connection
+  Result r;
+  Client* raw = client.get();  // read here: the caller thread must not touch `client` itself
+  std::thread caller([&, raw] { r = Get(raw, script); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto t0 = std::chrono::steady_clock::now();
+  client.reset();  // waits for the caller, which must give up at once
+  caller.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_EQ(r.status.code(), Status::Code::kUnavailable) << r.status.ToString();
+  EXPECT_NE(r.status.message().find("shutting down"), std::string::npos) << r.status.message();
+  EXPECT_EQ(r.attempts, 1);
   EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");
 }
 
