@@ -12,10 +12,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
-#include <memory>
 #include <cstring>
-#include <mutex>
 #include <list>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -43,12 +43,16 @@ int PollTimeout(Clock::time_point t) {
   return static_cast<int>(std::min<int64_t>(ms, 60000));
 }
 
+Status ShuttingDown() {
+  return Status::Unavailable("FastCGI client is shutting down");
+}
+
 }  // namespace
 
-class Client::Loop {
+class Client::Pool {
  public:
-  explicit Loop(const ClientOptions& options) : options_(options) {}
-  ~Loop() { Stop(); }
+  explicit Pool(const ClientOptions& options) : options_(options) {}
+  ~Pool() { Stop(); }
 
   Status Start();
   void Stop();
@@ -81,9 +85,14 @@ class Client::Loop {
     bool idempotent = false;  // REQUEST_METHOD GET or HEAD: safe to send twice
     const Body* body = nullptr;
     Clock::time_point deadline;
-    const std::function<void()>* heartbeat = nullptr;
+    const std::function<void()>* heartbeat = nullptr;  // never null; may be empty
+    bool beats = false;                                // the heartbeat is set
     std::chrono::milliseconds heartbeat_interval{10000};
     Clock::time_point next_beat;
+    // When a wait meant to end at t must end earlier for the next heartbeat.
+    Clock::time_point WakeBy(Clock::time_point t) const {
+      return beats ? std::min(t, next_beat) : t;
+    }
   };
 
   // How one attempt on one connection ended.
@@ -114,21 +123,26 @@ class Client::Loop {
   Status FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
                     std::string* out);
   void Beat(Call* call);
+  // A failure as the caller should see it: once Stop() began, whatever broke was its doing.
+  Status OrShuttingDown(Status failure) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stopping_ ? ShuttingDown() : failure;
+  }
   void Sweep();
 
   ClientOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable sweeper_wake_;
   std::vector<std::unique_ptr<Connection>> idle_;  // least recently used first
-  std::vector<int> busy_fds_;                       // sockets of requests in flight
+  std::vector<int> busy_fds_;                      // sockets of requests in flight
   std::list<Waiter*> waiters_;  // oldest first; the first one is woken when a slot frees up
-  size_t in_flight_ = 0;  // callers inside Execute (Stop waits for them)
+  size_t in_flight_ = 0;        // callers inside Execute (Stop waits for them)
   bool stopping_ = false;
   std::condition_variable drained_;
   std::thread sweeper_;
 };
 
-Status Client::Loop::Start() {
+Status Client::Pool::Start() {
   sweeper_ = std::thread([this] {
     // Signals are the embedding program's business, never this helper thread's.
     sigset_t all;
@@ -139,7 +153,7 @@ Status Client::Loop::Start() {
   return Status::Ok();
 }
 
-void Client::Loop::Stop() {
+void Client::Pool::Stop() {
   {
     std::unique_lock<std::mutex> lock(mutex_);
     stopping_ = true;
@@ -153,7 +167,7 @@ void Client::Loop::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
 }
 
-void Client::Loop::Sweep() {
+void Client::Pool::Sweep() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
     sweeper_wake_.wait_for(lock, std::chrono::seconds(1));
@@ -164,8 +178,8 @@ void Client::Loop::Sweep() {
   }
 }
 
-void Client::Loop::Beat(Call* call) {
-  if (call->heartbeat == nullptr || !*call->heartbeat) return;
+void Client::Pool::Beat(Call* call) {
+  if (!call->beats) return;
   const auto now = Clock::now();
   if (now < call->next_beat) return;
   call->next_beat = now + call->heartbeat_interval;
@@ -176,7 +190,7 @@ void Client::Loop::Beat(Call* call) {
   }
 }
 
-bool Client::Loop::TryTake(std::unique_ptr<Connection>* conn) {
+bool Client::Pool::TryTake(std::unique_ptr<Connection>* conn) {
   while (!idle_.empty()) {
     // Most recently used first: it is the least likely to have been closed by the backend.
     std::unique_ptr<Connection> c = std::move(idle_.back());
@@ -199,15 +213,15 @@ bool Client::Loop::TryTake(std::unique_ptr<Connection>* conn) {
   return false;
 }
 
-void Client::Loop::Leave(Waiter* w) {
+void Client::Pool::Leave(Waiter* w) {
   const bool was_first = !waiters_.empty() && waiters_.front() == w;
   waiters_.remove(w);
   if (was_first && !waiters_.empty()) waiters_.front()->wake.notify_one();
 }
 
-Status Client::Loop::Acquire(Call* call, std::unique_ptr<Connection>* conn) {
+Status Client::Pool::Acquire(Call* call, std::unique_ptr<Connection>* conn) {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (stopping_) return Status::Unavailable("FastCGI client is shutting down");
+  if (stopping_) return ShuttingDown();
   // Nobody waiting: take what is free. Otherwise queue up behind the others, so that a newcomer
   // never takes the connection a longer waiter was woken for.
   if (waiters_.empty() && TryTake(conn)) return Status::Ok();
@@ -217,22 +231,19 @@ Status Client::Loop::Acquire(Call* call, std::unique_ptr<Connection>* conn) {
     for (;;) {
       if (stopping_) {
         Leave(&me);
-        return Status::Unavailable("FastCGI client is shutting down");
+        return ShuttingDown();
       }
       if (Clock::now() >= call->deadline) {
         Leave(&me);
-        return Status::Timeout("waiting for a free connection to " +
-                               options_.address.ToString() + " (all " +
-                               std::to_string(options_.max_connections) + " busy)");
+        return Status::Timeout("waiting for a free connection to " + options_.address.ToString() +
+                               " (all " + std::to_string(options_.max_connections) + " busy)");
       }
       if (waiters_.front() == &me && TryTake(conn)) {
         Leave(&me);  // wakes the next one: there may be more than one free slot
         return Status::Ok();
       }
-      const bool beats = call->heartbeat != nullptr && *call->heartbeat;
-      me.wake.wait_until(lock,
-                         beats ? std::min(call->deadline, call->next_beat) : call->deadline);
-      if (beats && Clock::now() >= call->next_beat) {
+      me.wake.wait_until(lock, call->WakeBy(call->deadline));
+      if (call->beats && Clock::now() >= call->next_beat) {
         lock.unlock();
         Beat(call);  // never throws
         lock.lock();
@@ -245,7 +256,7 @@ Status Client::Loop::Acquire(Call* call, std::unique_ptr<Connection>* conn) {
   }
 }
 
-Status Client::Loop::Connect(std::unique_ptr<Connection>* conn) {
+Status Client::Pool::Connect(std::unique_ptr<Connection>* conn) {
   UniqueFd fd;
   bool in_progress = false;
   if (Status s = options_.address.StartConnect(&fd, &in_progress); !s.ok()) return s;
@@ -262,7 +273,7 @@ Status Client::Loop::Connect(std::unique_ptr<Connection>* conn) {
   return Status::Ok();
 }
 
-void Client::Loop::Release(std::unique_ptr<Connection> conn, bool reusable) {
+void Client::Pool::Release(std::unique_ptr<Connection> conn, bool reusable) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int fd = conn ? conn->fd.get() : -1;
   auto slot = std::find(busy_fds_.begin(), busy_fds_.end(), fd);
@@ -279,7 +290,7 @@ void Client::Loop::Release(std::unique_ptr<Connection> conn, bool reusable) {
   if (!waiters_.empty()) waiters_.front()->wake.notify_one();
 }
 
-Status Client::Loop::FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
+Status Client::Pool::FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
                                 std::string* out) {
   const uint64_t total = body != nullptr ? body->size() : 0;
   // Several records per write keep syscalls few for large bodies.
@@ -300,23 +311,16 @@ Status Client::Loop::FillOutput(const Body* body, uint64_t* offset, bool* stdin_
   return Status::Ok();
 }
 
-Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
+Client::Pool::Attempt Client::Pool::Run(Connection* conn, Call* call) {
   Attempt a;
   const std::string& where = options_.address.ToString();
   const int fd = conn->fd.get();
-  auto stopped = [this] {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return stopping_;
-  };
 
   if (conn->connecting) {
     const auto limit = std::min(call->deadline, Clock::now() + options_.connect_timeout);
     for (;;) {
       pollfd p{fd, POLLOUT, 0};
-      const auto until = call->heartbeat != nullptr && *call->heartbeat
-                             ? std::min(limit, call->next_beat)
-                             : limit;
-      const int n = ::poll(&p, 1, PollTimeout(until));
+      const int n = ::poll(&p, 1, PollTimeout(call->WakeBy(limit)));
       if (n < 0 && errno == EINTR) continue;
       if (n > 0) break;
       if (Clock::now() >= limit) {
@@ -329,8 +333,7 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
     socklen_t len = sizeof err;
     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      a.status = stopped() ? Status::Unavailable("FastCGI client is shutting down")
-                           : DescribeConnectError(options_.address, err);
+      a.status = OrShuttingDown(DescribeConnectError(options_.address, err));
       return a;
     }
     conn->connecting = false;
@@ -350,8 +353,7 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
   protocol::RecordReader reader;
   ResponseCollector collector(kRequestId, options_.max_reply_bytes, options_.max_stderr_bytes);
   auto fail_io = [&](const char* what, int err) {
-    a.status = stopped() ? Status::Unavailable("FastCGI client is shutting down")
-                         : Status::FromErrno(Status::Code::kIoError, what + where, err);
+    a.status = OrShuttingDown(Status::FromErrno(Status::Code::kIoError, what + where, err));
     a.stale = IsStaleConnectionError(err) && !collector.started();
   };
   // Scratch for body chunks and replies: on the heap, so that the MTA-facing threads that run
@@ -406,10 +408,7 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
 
     // Wait for the reply (and for room to send the rest of a large body).
     pollfd p{fd, static_cast<short>(POLLIN | (a.fully_sent ? 0 : POLLOUT)), 0};
-    const auto until = call->heartbeat != nullptr && *call->heartbeat
-                           ? std::min(call->deadline, call->next_beat)
-                           : call->deadline;
-    const int ready = ::poll(&p, 1, PollTimeout(until));
+    const int ready = ::poll(&p, 1, PollTimeout(call->WakeBy(call->deadline)));
     if (ready < 0) {
       if (errno == EINTR) continue;
       fail_io("waiting on ", errno);
@@ -430,11 +429,10 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
       }
       if (n == 0) {
         const bool nothing = !collector.started() && reader.buffered() == 0;
-        a.status = stopped() ? Status::Unavailable("FastCGI client is shutting down")
-                             : Status::IoError(where + " closed the connection " +
-                                               (nothing ? "without replying"
-                                                        : "before the end of its reply (no "
-                                                          "END_REQUEST)"));
+        a.status = OrShuttingDown(Status::IoError(where + " closed the connection " +
+                                                  (nothing ? "without replying"
+                                                           : "before the end of its reply (no "
+                                                             "END_REQUEST)")));
         a.stale = nothing;
         return a;
       }
@@ -460,7 +458,7 @@ Client::Loop::Attempt Client::Loop::Run(Connection* conn, Call* call) {
   }
 }
 
-Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> body,
+Result Client::Pool::Execute(const Params& params, std::shared_ptr<const Body> body,
                              Clock::time_point deadline, const std::function<void()>& heartbeat,
                              std::chrono::milliseconds heartbeat_interval) {
   Result result;
@@ -468,7 +466,7 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) {
-      result.status = Status::Unavailable("FastCGI client is shutting down");
+      result.status = ShuttingDown();
       return result;
     }
     ++in_flight_;
@@ -481,15 +479,16 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
   call.body = body.get();
   call.deadline = deadline;
   call.heartbeat = &heartbeat;
+  call.beats = static_cast<bool>(heartbeat);
   call.heartbeat_interval = heartbeat_interval;
   call.next_beat = started + heartbeat_interval;
 
   // Keeps the books straight whatever happens below, an exception included.
   struct Leaving {
-    Loop* loop;
+    Pool* pool;
     ~Leaving() {
-      std::lock_guard<std::mutex> lock(loop->mutex_);
-      if (--loop->in_flight_ == 0) loop->drained_.notify_all();
+      std::lock_guard<std::mutex> lock(pool->mutex_);
+      if (--pool->in_flight_ == 0) pool->drained_.notify_all();
     }
   } leaving{this};
   std::unique_ptr<Connection> conn;
@@ -538,27 +537,27 @@ Result Client::Loop::Execute(const Params& params, std::shared_ptr<const Body> b
   return result;
 }
 
-Client::Client(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
+Client::Client(std::unique_ptr<Pool> pool) : pool_(std::move(pool)) {}
 Client::~Client() = default;
 
 Status Client::Create(const ClientOptions& options, std::unique_ptr<Client>* out) {
-  auto loop = std::make_unique<Loop>(options);
-  if (Status s = loop->Start(); !s.ok()) return s;
-  out->reset(new Client(std::move(loop)));
+  auto pool = std::make_unique<Pool>(options);
+  if (Status s = pool->Start(); !s.ok()) return s;
+  out->reset(new Client(std::move(pool)));
   return Status::Ok();
 }
 
 Result Client::Execute(const Params& params, std::shared_ptr<const Body> body,
                        Clock::time_point deadline, const std::function<void()>& heartbeat,
                        std::chrono::milliseconds heartbeat_interval) {
-  return loop_->Execute(params, std::move(body), deadline, heartbeat, heartbeat_interval);
+  return pool_->Execute(params, std::move(body), deadline, heartbeat, heartbeat_interval);
 }
 
 ClientStats Client::stats() const {
-  return loop_->stats();
+  return pool_->stats();
 }
 const ClientOptions& Client::options() const {
-  return loop_->options();
+  return pool_->options();
 }
 
 }  // namespace fcgi

@@ -62,11 +62,11 @@ class Client {
   ClientStats stats() const;
   const ClientOptions& options() const;
 
-  class Loop;  // the implementation (the pool), in client.cc
+  class Pool;  // the implementation, in client.cc
 
  private:
-  explicit Client(std::unique_ptr<Loop> loop);
-  std::unique_ptr<Loop> loop_;
+  explicit Client(std::unique_ptr<Pool> pool);
+  std::unique_ptr<Pool> pool_;
 };
 
 }  // namespace fcgi
