@@ -23,10 +23,6 @@ Verdict Make(Verdict::Action action, std::string code, std::string enhanced, std
   return v;
 }
 
-Verdict Tempfail(std::string reason) {
-  return Make(Verdict::Action::kTempfail, "451", "4.3.0", kTempfailText, std::move(reason));
-}
-
 Verdict Accept(std::string reason) {
   return Make(Verdict::Action::kAccept, "", "", "", std::move(reason));
 }
@@ -35,9 +31,12 @@ std::string Quoted(const ScriptReply& reply) {
   return "\"" + reply.first_line + "\"";
 }
 
-// A script-dictated REJECT/TEMPFAIL; the parser already guarantees the code class matches.
+// A script-dictated REJECT/TEMPFAIL; the parser already guarantees the code class matches and
+// leaves a code empty where the script's was missing or unusable.
 Verdict Honour(Stage stage, const ScriptReply& reply) {
   const bool reject = reply.kind == ScriptReply::Kind::kReject;
+  std::string code = reply.smtp_code;
+  if (code.empty()) code = reject ? "550" : "451";
   std::string enhanced = reply.enhanced_code;
   if (enhanced.empty()) {
     enhanced = reject ? (stage == Stage::kValidate ? "5.1.1" : "5.7.1") : "4.3.0";
@@ -47,15 +46,17 @@ Verdict Honour(Stage stage, const ScriptReply& reply) {
     text = reject ? (stage == Stage::kValidate ? "Recipient address rejected" : "Message rejected")
                   : kTempfailText;
   }
-  return Make(reject ? Verdict::Action::kReject : Verdict::Action::kTempfail, reply.smtp_code,
-              std::move(enhanced), std::move(text), std::string("script replied ") + Quoted(reply));
+  std::string reason = std::string("script replied ") + Quoted(reply);
+  if (!reply.note.empty()) reason += " (" + reply.note + ")";
+  return Make(reject ? Verdict::Action::kReject : Verdict::Action::kTempfail, std::move(code),
+              std::move(enhanced), std::move(text), std::move(reason));
 }
 
 // A backend failure under the configured policy; the reason always says what failed.
 Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
   Verdict v;
   switch (policy) {
-    case FailurePolicy::kTempfail: v = Tempfail(std::move(reason)); break;
+    case FailurePolicy::kTempfail: v = TemporaryFailure(std::move(reason)); break;
     case FailurePolicy::kAccept:
       v = Accept(std::move(reason) + " (accepted: failure policy)");
       break;
@@ -70,6 +71,16 @@ Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
 }
 
 }  // namespace
+
+Verdict TemporaryFailure(std::string reason) {
+  return Make(Verdict::Action::kTempfail, "451", "4.3.0", kTempfailText, std::move(reason));
+}
+
+Verdict TooManyRecipients(size_t limit) {
+  return Make(Verdict::Action::kTempfail, "452", "4.5.3", "Too many recipients",
+              "transaction already has " + std::to_string(limit) +
+                  " recipients, the most a save form carries within php_max_input_vars");
+}
 
 Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy) {
   if (!outcome.transport.ok()) {
@@ -87,6 +98,11 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
     if (!v) return Failure(stage, policy, "invalid JSON reply: " + error);
     return *v;
   }
+  // PHP reporting an error is the script failing (a notice printed before PASS, a fatal error
+  // half-way through a save): never read as the script's judgement.
+  if (reply.kind == ScriptReply::Kind::kPhpError) {
+    return Failure(stage, policy, "script printed a PHP error: " + reply.php_error);
+  }
   // Whitespace only counts as empty (the parser skips it): there is nothing to parse, so the
   // backend is in trouble rather than the recipient or message.
   const bool empty = reply.first_line.empty();
@@ -99,6 +115,7 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
       case Kind::kTempfail: return Honour(stage, reply);
       case Kind::kSaved:
       case Kind::kDiscard:
+      case Kind::kPhpError:
       case Kind::kOther: break;
     }
     if (empty) return Failure(stage, policy, "script returned an empty reply");
@@ -114,6 +131,7 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
     case Kind::kDiscard:
       return Make(Verdict::Action::kDiscard, "", "", "", "script replied " + Quoted(reply));
     case Kind::kPass:
+    case Kind::kPhpError:
     case Kind::kOther: break;
   }
   if (empty) return Failure(stage, policy, "script returned an empty reply (not SAVED)");

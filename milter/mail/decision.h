@@ -48,6 +48,13 @@ struct Verdict {
 // Temporary failure is the safe default: the sender keeps the message.
 enum class FailurePolicy { kTempfail, kAccept, kReject };
 
+// 451 4.3.0 "Temporary failure, try again later": the one default temporary reply, whoever
+// decides it (backend trouble, a local failure, a script's unusable tempfail).
+Verdict TemporaryFailure(std::string reason);
+
+// 452 4.5.3: a transaction already holds `limit` recipients; the sender sends the rest again.
+Verdict TooManyRecipients(size_t limit);
+
 // validate: PASS -> accept; script REJECT/TEMPFAIL honoured; other non-empty reply -> 550 5.1.1.
 // save: SAVED -> accept; REJECT/TEMPFAIL/DISCARD honoured; anything else -> 451 4.3.0.
 // Both: a JSON reply (Content-Type application/json) follows the JSON schema (json_reply.h);

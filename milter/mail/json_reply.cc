@@ -158,7 +158,16 @@ bool IsJsonContentType(std::string_view content_type) {
   return rest.empty() || rest.front() == ';' || rest.front() == ' ';
 }
 
-std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std::string* error) {
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::string* error) {
   error->clear();
   Json root = Json::parse(body.begin(), body.end(), nullptr, false);
   if (root.is_discarded()) {
@@ -191,6 +200,7 @@ std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std:
 
   std::string action;
   if (!r.String(root, "action", &action, true)) return std::nullopt;
+  action = Lower(action);
   Verdict v;
   if (action == "accept") {
     v.action = Verdict::Action::kAccept;
@@ -214,6 +224,15 @@ std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std:
   if (!r.Code(root, &code) || !r.String(root, "enhanced_code", &enhanced, false) ||
       !r.Text(root, &lines)) {
     return std::nullopt;
+  }
+  // A temporary code under "reject": the script's words disagree, and the safe reading wins, as
+  // for a plain REJECT 4xx line.
+  if (v.action == Verdict::Action::kReject &&
+      (ValidCode(code, '4') || ValidEnhanced(enhanced, '4'))) {
+    v.action = Verdict::Action::kTempfail;
+    action = "tempfail";
+    if (!ValidCode(code, '4')) code.clear();
+    if (!ValidEnhanced(enhanced, '4')) enhanced.clear();
   }
   const bool rejecting = v.action == Verdict::Action::kReject;
   const bool tempfailing = v.action == Verdict::Action::kTempfail;
@@ -279,6 +298,27 @@ std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std:
   }
   v.reason = "script replied JSON action " + action;
   return v;
+}
+
+// The action a reply names, lower-cased, or "" when it is not an object with a string action.
+std::string NamedAction(std::string_view body) {
+  const Json root = Json::parse(body.begin(), body.end(), nullptr, false);
+  if (!root.is_object()) return "";
+  auto it = root.find("action");
+  return it != root.end() && it->is_string() ? Lower(it->get<std::string>()) : "";
+}
+
+}  // namespace
+
+std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std::string* error) {
+  std::optional<Verdict> v = ParseStrict(stage, body, error);
+  if (v || NamedAction(body) != "tempfail") return v;
+  // The script said "later" and got something else wrong (a 5xx code, an unknown key): it still
+  // means later, never the failure policy, which may be accept or reject.
+  Verdict later =
+      TemporaryFailure("script replied JSON action tempfail (defaults used: " + *error + ")");
+  error->clear();
+  return later;
 }
 
 }  // namespace mail

@@ -118,35 +118,164 @@ ScriptReply OtherKeeping(std::string first_line) {
   return reply;
 }
 
+bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char c = s[i];
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (c != prefix[i]) return false;
+  }
+  return true;
+}
+
+bool IsWordChar(char c) {
+  return IsDigit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+// A temporary answer whatever its form: the code and enhanced code are kept only where they are
+// valid 4xx ones; the rest of the line is the text.
+void ReadTemporary(std::string_view rest, ScriptReply* reply) {
+  reply->kind = ScriptReply::Kind::kTempfail;
+  std::string_view probe = rest;
+  const std::string_view code = NextToken(&probe);
+  if (IsDigits(code, 3, 3)) {
+    if (code[0] == '4') {
+      reply->smtp_code = std::string(code);
+    } else {
+      reply->note = "code " + std::string(code) + " is not temporary, 451 used";
+    }
+    rest = probe;
+  }
+  if (rest.size() >= 2 && IsDigit(rest[0]) && rest[1] == '.') {
+    probe = rest;
+    const std::string_view enhanced = NextToken(&probe);
+    if (IsEnhancedCode(enhanced, '4')) {
+      reply->enhanced_code = std::string(enhanced);
+      rest = probe;
+    } else if (IsEnhancedCode(enhanced, '5') || IsEnhancedCode(enhanced, '2')) {
+      if (!reply->note.empty()) reply->note += "; ";
+      reply->note += "enhanced code " + std::string(enhanced) + " is not temporary, dropped";
+      rest = probe;
+    }
+  }
+  reply->text = CleanText(rest);
+}
+
+constexpr std::string_view kPhpErrorTypes[] = {
+    "Fatal error",   "Recoverable fatal error",
+    "Warning",       "Parse error",
+    "Notice",        "Strict Standards",
+    "Deprecated",    "Unknown error",
+    "Core Warning",  "Core Error",
+    "Compile Error", "Compile Warning",
+};
+
+// PHP's error display (php_error_cb in main/main.c): "Warning: text in FILE on line N" in text
+// mode, "<br />\n<b>Warning</b>:  text in <b>FILE</b> on line <b>N</b><br />" with html_errors,
+// "PHP Warning:  text" from the CLI SAPI, and Xdebug's "<font size='1'><table
+// class='xdebug-error …'>". The " on line " (or Xdebug's class) must follow within the first
+// KiB, so a script that answers "Warning: mailbox nearly full" is not taken for PHP.
+bool IsPhpErrorDisplay(std::string_view s) {
+  const std::string_view head = s.substr(0, 2048);
+  if (s.substr(0, 6) == "<br />") s = TrimLeft(s.substr(6));
+  if ((s.substr(0, 5) == "<font" || s.substr(0, 6) == "<table") &&
+      head.find("xdebug-error") != std::string_view::npos) {
+    return true;
+  }
+  if (s.substr(0, 3) == "<b>") s.remove_prefix(3);
+  if (s.substr(0, 4) == "PHP ") s.remove_prefix(4);
+  for (const std::string_view type : kPhpErrorTypes) {
+    if (s.substr(0, type.size()) != type) continue;
+    std::string_view after = s.substr(type.size());
+    if (after.substr(0, 4) == "</b>") after.remove_prefix(4);
+    if (!after.empty() && after.front() == ':') {
+      return head.find(" on line ") != std::string_view::npos;
+    }
+  }
+  return false;
+}
+
+// PHP's message for the log: tags removed, whitespace runs collapsed to one space, bounded.
+std::string PhpErrorText(std::string_view s) {
+  s = s.substr(0, 4096);
+  std::string out;
+  bool in_tag = false;
+  for (char c : s) {
+    if (out.size() >= kMaxReplyText) break;
+    if (c == '<') {
+      in_tag = true;
+      continue;
+    }
+    if (in_tag) {
+      if (c == '>') in_tag = false;
+      continue;
+    }
+    if (IsSpace(c) || IsControl(c)) {
+      if (!out.empty() && out.back() != ' ') out.push_back(' ');
+      continue;
+    }
+    out.push_back(c);
+  }
+  return std::string(TrimRight(out));
+}
+
 }  // namespace
 
 ScriptReply ParseScriptReply(std::string_view body) {
   ScriptReply reply;
   body = TrimLeft(body);
+  // A UTF-8 byte order mark (a script file saved "with BOM" prints it before anything else).
+  if (body.substr(0, 3) == "\xEF\xBB\xBF") body = TrimLeft(body.substr(3));
   std::string_view line = FirstLine(body);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   reply.first_line = ForLog(line);
 
+  if (IsPhpErrorDisplay(body)) {
+    reply.kind = ScriptReply::Kind::kPhpError;
+    reply.php_error = PhpErrorText(body);
+    return reply;
+  }
   if (body.substr(0, 4) == "PASS") {
     reply.kind = ScriptReply::Kind::kPass;
     return reply;
   }
-  if (body.substr(0, 5) == "SAVED") {
+  std::string_view rest;
+  if (HasKeyword(line, "SAVED", &rest)) {
     reply.kind = ScriptReply::Kind::kSaved;
     return reply;
   }
-  std::string_view rest;
-  if (HasKeyword(line, "REJECT", &rest)) {
-    if (ParseCodedLine(rest, '5', &reply)) {
-      reply.kind = ScriptReply::Kind::kReject;
-    } else {
-      reply = OtherKeeping(std::move(reply.first_line));
+  if (StartsWithNoCase(line, "TEMPFAIL")) {
+    rest = line.substr(8);
+    while (!rest.empty() && IsWordChar(rest.front())) rest.remove_prefix(1);  // TEMPFAILED
+    while (!rest.empty() && (IsWsp(rest.front()) || rest.front() == ':' || rest.front() == ',' ||
+                             rest.front() == '-' || rest.front() == ';')) {
+      rest.remove_prefix(1);
     }
+    ReadTemporary(rest, &reply);
     return reply;
   }
-  if (HasKeyword(line, "TEMPFAIL", &rest)) {
-    if (ParseCodedLine(rest, '4', &reply)) {
-      reply.kind = ScriptReply::Kind::kTempfail;
+  if (line.size() >= 3 && line[0] == '4' && IsDigits(line.substr(0, 3), 3, 3) &&
+      (line.size() == 3 || IsWsp(line[3]) || line[3] == '-')) {
+    std::string_view after = line.substr(3);
+    if (!after.empty() && after.front() == '-') after.remove_prefix(1);  // "451-…" multi-line
+    while (!after.empty() && IsWsp(after.front())) after.remove_prefix(1);
+    ReadTemporary(std::string(line.substr(0, 3)) + " " + std::string(after), &reply);
+    return reply;
+  }
+  if (HasKeyword(line, "REJECT", &rest)) {
+    std::string_view probe = rest;
+    const std::string_view code = NextToken(&probe);
+    std::string_view enhanced_probe = probe;
+    const std::string_view enhanced = NextToken(&enhanced_probe);
+    if ((IsDigits(code, 3, 3) && code[0] == '4') || IsEnhancedCode(enhanced, '4')) {
+      // A temporary code under REJECT: the script's own words disagree; the safe reading wins.
+      ReadTemporary(rest, &reply);
+      reply.note = "REJECT with a temporary code read as TEMPFAIL" +
+                   (reply.note.empty() ? std::string() : "; " + reply.note);
+      return reply;
+    }
+    if (ParseCodedLine(rest, '5', &reply)) {
+      reply.kind = ScriptReply::Kind::kReject;
     } else {
       reply = OtherKeeping(std::move(reply.first_line));
     }
@@ -167,6 +296,7 @@ const char* ScriptReplyKindName(ScriptReply::Kind kind) {
     case ScriptReply::Kind::kReject: return "REJECT";
     case ScriptReply::Kind::kTempfail: return "TEMPFAIL";
     case ScriptReply::Kind::kDiscard: return "DISCARD";
+    case ScriptReply::Kind::kPhpError: return "PHP error";
     case ScriptReply::Kind::kOther: return "other";
   }
   return "other";

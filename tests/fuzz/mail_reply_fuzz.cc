@@ -4,11 +4,13 @@
 // backend trouble always decided by the failure policy.
 // Thread-safety: libFuzzer calls LLVMFuzzerTestOneInput from one thread.
 #include <fuzzer/FuzzedDataProvider.h>
+#include <strings.h>
 
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "fcgi/status.h"
 #include "milter/mail/decision.h"
@@ -32,7 +34,8 @@ void CheckReply(const mail::ScriptReply& r) {
       FUZZ_CHECK(r.enhanced_code.empty() || r.enhanced_code.rfind("5.", 0) == 0);
       break;
     case mail::ScriptReply::Kind::kTempfail:
-      FUZZ_CHECK(fuzz::IsCode(r.smtp_code, '4'));
+      // Empty: the script's code was missing or unusable, the decision supplies 451.
+      FUZZ_CHECK(r.smtp_code.empty() || fuzz::IsCode(r.smtp_code, '4'));
       FUZZ_CHECK(r.enhanced_code.empty() || r.enhanced_code.rfind("4.", 0) == 0);
       break;
     default: FUZZ_CHECK(r.smtp_code.empty()); break;
@@ -56,6 +59,21 @@ void CheckDecision(mail::Stage stage, mail::FailurePolicy policy,
       !outcome.transport.ok() || outcome.http_status < 200 || outcome.http_status > 299;
   if (trouble) FUZZ_CHECK(v.backend_failure && IsFailureVerdict(v, policy));
   if (v.backend_failure) FUZZ_CHECK(IsFailureVerdict(v, policy));
+  // A script that said TEMPFAIL (any form, any case) is never read as a bounce or an accept.
+  const mail::ScriptReply reply = mail::ParseScriptReply(outcome.body);
+  if (!trouble && outcome.content_type.empty() &&
+      reply.kind == mail::ScriptReply::Kind::kTempfail) {
+    FUZZ_CHECK(v.action == mail::Verdict::Action::kTempfail && !v.backend_failure);
+  }
+  std::string_view body = outcome.body;
+  while (!body.empty() && (body.front() == ' ' || body.front() == '\t' || body.front() == '\r' ||
+                           body.front() == '\n' || body.front() == '\v' || body.front() == '\f')) {
+    body.remove_prefix(1);
+  }
+  if (body.size() >= 8 && strncasecmp(body.data(), "TEMPFAIL", 8) == 0) {
+    FUZZ_CHECK(reply.kind == mail::ScriptReply::Kind::kTempfail ||
+               reply.kind == mail::ScriptReply::Kind::kPhpError);
+  }
 }
 
 }  // namespace

@@ -126,12 +126,50 @@ TEST(DecideValidateTest, ScriptTempfailWithoutEnhancedCodeOrTextGetsDefaults) {
 }
 
 TEST(DecideValidateTest, AnyOtherNonEmptyReplyRejectsUserUnknown) {
-  for (const char* body : {"NO", "SAVED", "DISCARD", "pass", "REJECT 450 4.1.1 wrong class",
-                           "TEMPFAIL 550 5.1.1 wrong class", "REJECT", "<b>Fatal error</b>"}) {
+  for (const char* body : {"NO", "SAVED", "DISCARD", "pass", "REJECT", "<b>Fatal error</b>",
+                           "550 5.1.1 no", "Warning: mailbox nearly full"}) {
     SCOPED_TRACE(body);
     const Verdict v = Decide(Stage::kValidate, Reply(body));
     ExpectVerdict(v, Action::kReject, "550", "5.1.1", "Recipient address rejected: User unknown");
     EXPECT_NE(v.reason.find(body), std::string::npos) << v.reason;
+  }
+}
+
+// The script said "later" in a form the strict grammar does not know: never a 550.
+TEST(DecideValidateTest, EveryFormOfTempfailIsTemporary) {
+  for (const char* body :
+       {"TEMPFAIL", "TEMPFAIL 4.2.1 Mailbox locked", "TEMPFAIL 550 5.1.1 x", "tempfail",
+        "Tempfail: later", "REJECT 450 4.1.1 wrong class", "451 4.7.1 greylisted"}) {
+    SCOPED_TRACE(body);
+    for (const FailurePolicy policy :
+         {FailurePolicy::kTempfail, FailurePolicy::kAccept, FailurePolicy::kReject}) {
+      const Verdict v = Decide(Stage::kValidate, Reply(body), policy);
+      EXPECT_EQ(v.action, Action::kTempfail);
+      EXPECT_EQ(v.smtp_code[0], '4');
+      EXPECT_EQ(v.enhanced_code[0], '4');
+      EXPECT_FALSE(v.backend_failure);
+    }
+  }
+  ExpectVerdict(Decide(Stage::kValidate, Reply("TEMPFAIL 4.2.1 Mailbox locked")), Action::kTempfail,
+                "451", "4.2.1", "Mailbox locked");
+  ExpectVerdict(Decide(Stage::kValidate, Reply("TEMPFAIL")), Action::kTempfail, "451", "4.3.0",
+                "Temporary failure, try again later");
+}
+
+// A deprecation notice printed before PASS (display_errors on) is the script failing: the
+// failure policy decides (temporary by default), and the reason carries PHP's text.
+TEST(DecideTest, PhpErrorOutputIsAScriptFailureNotARefusal) {
+  const std::string body =
+      "<br />\n<b>Deprecated</b>:  strftime() is deprecated in <b>/srv/validate.php</b> on "
+      "line <b>7</b><br />\nPASS";
+  for (const Stage stage : kStages) {
+    const Verdict v = Decide(stage, Reply(body));
+    ExpectBackendTempfail(v);
+    EXPECT_TRUE(v.backend_failure);
+    EXPECT_NE(v.reason.find("PHP error"), std::string::npos) << v.reason;
+    EXPECT_NE(v.reason.find("strftime() is deprecated in /srv/validate.php on line 7"),
+              std::string::npos)
+        << v.reason;
   }
 }
 
@@ -167,9 +205,15 @@ TEST(DecideSaveTest, DiscardDiscards) {
   ExpectVerdict(Decide(Stage::kSave, Reply("DISCARD\n")), Action::kDiscard, "", "", "");
 }
 
+TEST(DecideSaveTest, SavedFollowedByMoreOfTheWordIsNotSaved) {
+  for (const char* body : {"SAVED_FAILED could not write", "SAVEDX", "SAVED:no"}) {
+    SCOPED_TRACE(body);
+    ExpectBackendTempfail(Decide(Stage::kSave, Reply(body)));
+  }
+}
+
 TEST(DecideSaveTest, AnythingElseTempfailsAndQuotesFirstLine) {
-  for (const char* body : {"PASS", "OK", "saved", "REJECT 450 4.1.1 wrong class",
-                           "TEMPFAIL 550 5.1.1 wrong class", "<br />\n<b>Warning</b>"}) {
+  for (const char* body : {"PASS", "OK", "saved", "SAVED_FAILED", "<br />\n<b>Warning</b>"}) {
     SCOPED_TRACE(body);
     const Verdict v = Decide(Stage::kSave, Reply(body));
     ExpectBackendTempfail(v);
@@ -179,7 +223,8 @@ TEST(DecideSaveTest, AnythingElseTempfailsAndQuotesFirstLine) {
 }
 
 TEST(DecideSaveTest, NeverProducesPermanentFailureWithoutScriptRequest) {
-  for (const char* body : {"", "PASS", "garbage", "REJECT", "REJECT 450", "DISCARDED"}) {
+  for (const char* body : {"", "PASS", "garbage", "REJECT", "REJECT 450", "DISCARDED",
+                           "TEMPFAIL 550 5.1.1 x", "REJECT 550 4.1.1 x"}) {
     EXPECT_NE(Decide(Stage::kSave, Reply(body)).action, Action::kReject) << body;
   }
 }

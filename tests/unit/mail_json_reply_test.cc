@@ -69,20 +69,49 @@ TEST(JsonReply, DiscardAndQuarantineAreNotValidateActions) {
   }
 }
 
-TEST(JsonReply, CodeOfTheWrongClassIsRefused) {
+TEST(JsonReply, CodeOfTheWrongClassIsRefusedOrReadTheSafeWay) {
+  // "reject" with a temporary code: the safe reading, a tempfail with the script's code.
   Verdict a = DecideJson(Stage::kSave, R"({"action":"reject","smtp_code":450})");
   EXPECT_EQ(a.action, Action::kTempfail);
-  EXPECT_EQ(a.smtp_code, "451");
-  EXPECT_NE(a.reason.find("does not go with reject"), std::string::npos) << a.reason;
-  Verdict b = DecideJson(Stage::kSave, R"({"action":"tempfail","smtp_code":550})");
-  EXPECT_NE(b.reason.find("does not go with tempfail"), std::string::npos) << b.reason;
+  EXPECT_EQ(a.smtp_code, "450");
+  EXPECT_FALSE(a.backend_failure);
   Verdict c =
       DecideJson(Stage::kSave, R"({"action":"reject","smtp_code":550,"enhanced_code":"4.7.1"})");
-  EXPECT_NE(c.reason.find("'enhanced_code'"), std::string::npos) << c.reason;
+  EXPECT_EQ(c.action, Action::kTempfail);
+  EXPECT_EQ(c.smtp_code, "451");
+  EXPECT_EQ(c.enhanced_code, "4.7.1");
   Verdict d = DecideJson(Stage::kSave, R"({"action":"reject","smtp_code":"55x"})");
   EXPECT_TRUE(d.backend_failure);
+  EXPECT_NE(d.reason.find("does not go with reject"), std::string::npos) << d.reason;
   Verdict e = DecideJson(Stage::kSave, R"({"action":"accept","smtp_code":250})");
   EXPECT_NE(e.reason.find("only go with reject or tempfail"), std::string::npos) << e.reason;
+}
+
+// "tempfail" means later whatever else the reply gets wrong, and whatever the failure policy.
+TEST(JsonReply, TempfailIsTemporaryEvenWhenTheRestOfTheReplyIsWrong) {
+  for (const char* body :
+       {R"({"action":"tempfail","smtp_code":550})",
+        R"({"action":"tempfail","enhanced_code":"5.1.1"})", R"({"action":"tempfail","x":1})",
+        R"({"action":"TEMPFAIL"})", R"({"action":"Tempfail","text":7})"}) {
+    for (const Stage stage : {Stage::kValidate, Stage::kSave}) {
+      for (const FailurePolicy policy :
+           {FailurePolicy::kTempfail, FailurePolicy::kAccept, FailurePolicy::kReject}) {
+        SCOPED_TRACE(body);
+        const Verdict v = DecideJson(stage, body, policy);
+        EXPECT_EQ(v.action, Action::kTempfail);
+        EXPECT_EQ(v.smtp_code, "451");
+        EXPECT_EQ(v.enhanced_code, "4.3.0");
+        EXPECT_FALSE(v.backend_failure);
+      }
+    }
+  }
+  const Verdict v = DecideJson(Stage::kValidate, R"({"action":"tempfail","smtp_code":550})");
+  EXPECT_NE(v.reason.find("does not go with tempfail"), std::string::npos) << v.reason;
+}
+
+TEST(JsonReply, ActionNamesAreCaseInsensitive) {
+  EXPECT_EQ(DecideJson(Stage::kValidate, R"({"action":"Accept"})").action, Action::kAccept);
+  EXPECT_EQ(DecideJson(Stage::kSave, R"({"action":"REJECT"})").action, Action::kReject);
 }
 
 TEST(JsonReply, HostileTextLosesItsLineBreaks) {
