@@ -346,6 +346,15 @@ const KeySpec kKeys[] = {
   {"max_reply_size", false, [](const Json& v, Config& c) {
     return ReadBytes(v, 1, &c.max_reply_size);
   }},
+  {"php_max_input_vars", false, [](const Json& v, Config& c) {
+    // 0, or enough for the fixed save fields and one recipient (16 variables).
+    if (!v.is_number_unsigned() || (v.get<uint64_t>() != 0 && v.get<uint64_t>() < 16) ||
+        v.get<uint64_t>() > 100000000) {
+      return Expected("0 (no limit) or PHP's max_input_vars, a whole number from 16", v);
+    }
+    c.php_max_input_vars = v.get<uint64_t>();
+    return std::string();
+  }},
   {"fcgi_max_connections", false, [](const Json& v, Config& c) {
     if (!v.is_number_unsigned() || v.get<uint64_t>() < 1 || v.get<uint64_t>() > 1024) {
       return Expected("a whole number of connections from 1 to 1024", v);
@@ -736,6 +745,7 @@ std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
       {"spool_threshold", std::to_string(c.spool_threshold)},
       {"max_message_size", std::to_string(c.max_message_size)},
       {"max_reply_size", std::to_string(c.max_reply_size)},
+      {"php_max_input_vars", std::to_string(c.php_max_input_vars)},
       {"fcgi_max_connections", std::to_string(c.fcgi_max_connections)},
       {"fcgi_keep_alive", c.fcgi_keep_alive ? "true" : "false"},
       {"fcgi_backends", BackendList(c)},

@@ -44,6 +44,10 @@ struct Config {
   uint64_t spool_threshold = 1048576;  // bytes of a message kept in memory before spilling
   uint64_t max_message_size = 0;       // bytes of raw message, 0 = unlimited; over -> 552 5.3.4
   uint64_t max_reply_size = 1048576;   // bytes of script output accepted
+  // The save pool's PHP max_input_vars: a save form never has more variables (PHP would drop
+  // the rest silently), so recipients beyond what fits get 452 4.5.3 and come in another
+  // transaction. 0 = no limit (a script that reads php://input itself).
+  uint64_t php_max_input_vars = 1000;
   // Connections to the FastCGI server, busy + idle; keep below php-fpm's pm.max_children,
   // since a kept connection pins a worker. More concurrent requests wait (up to their deadline).
   size_t fcgi_max_connections = 4;

@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "milter/log.h"
 #include "milter/mail/raw_message.h"
@@ -29,9 +32,23 @@ using Clock = std::chrono::steady_clock;
 std::mutex g_current_mutex;
 std::shared_ptr<const Filter> g_current;
 std::atomic<int> g_in_flight{0};
+std::atomic<int> g_transactions{0};
+
+// Counts one thing in progress for as long as it lives, whichever way its scope is left.
+class InProgress {
+ public:
+  explicit InProgress(std::atomic<int>* counter) : counter_(counter) { counter_->fetch_add(1); }
+  ~InProgress() { counter_->fetch_sub(1); }
+  InProgress(const InProgress&) = delete;
+  InProgress& operator=(const InProgress&) = delete;
+
+ private:
+  std::atomic<int>* counter_;
+};
 
 // Per-message state, from MAIL FROM to end of message or abort.
 struct Message {
+  InProgress open{&g_transactions};      // from MAIL FROM until this message is answered
   std::shared_ptr<const Filter> filter;  // the config this transaction started with
   mail::Envelope envelope;
   std::shared_ptr<fcgi::Spool> spool;
@@ -48,6 +65,8 @@ struct Session {
   bool leading_space = false;  // SMFIP_HDR_LEADSPC granted: header values keep their whitespace
   unsigned long no_reply = 0;  // SMFIP_NR_* stages the MTA does not wait on
   int tcp_fd = -1;             // the MTA connection when it is TCP and we could find it
+  // A failure at a no-reply connection stage (connect, HELO): every message gets it at its end.
+  std::optional<mail::Verdict> connection_failure;
 };
 
 // libmilter's private context (struct smfi_str in libmilter.h, 8.14 to 8.17) begins with the
@@ -187,32 +206,60 @@ sfsistat Answer(SMFICTX* ctx, const mail::Verdict& v, sfsistat accept) {
 }
 
 mail::Verdict LocalTempfail(std::string reason) {
-  mail::Verdict v;
-  v.action = mail::Verdict::Action::kTempfail;
-  v.smtp_code = "451";
-  v.enhanced_code = "4.3.0";
-  v.text = "Temporary failure, try again later";
-  v.reason = std::move(reason);
-  return v;
+  return mail::TemporaryFailure(std::move(reason));
 }
 
-// Every callback body runs inside this: nothing may throw into libmilter's C code.
+// A failure at the stage of `nr_bit`: answered now where the MTA waits for this stage, else kept
+// and answered at end of message. libmilter drops any answer but NOREPLY at a stage negotiated as
+// no-reply, and its state machine falls out of step: the end of message would then go
+// unanswered until the MTA's content timeout and its milter_default_action (maybe "accept").
+sfsistat Fail(SMFICTX* ctx, unsigned long nr_bit, mail::Verdict v) {
+  Session* s = GetSession(ctx);
+  if (s == nullptr || nr_bit == 0 || (s->no_reply & nr_bit) == 0) {
+    return Answer(ctx, v, SMFIS_CONTINUE);
+  }
+  if (s->message) {
+    if (!s->message->failure) s->message->failure = std::move(v);
+  } else if ((nr_bit & (SMFIP_NR_CONN | SMFIP_NR_HELO)) != 0 && !s->connection_failure) {
+    s->connection_failure = std::move(v);  // every message of this connection
+  }
+  // Without a message (a failure at MAIL FROM) every RCPT is tempfailed: that stage always waits.
+  return SMFIS_NOREPLY;
+}
+
+// FCGI_MILTER_FAULT_INJECT=<stage> (connect, helo, mail, rcpt, header, eoh, body, eom) makes that
+// callback throw: the tests use it to show what the MTA sees when a callback fails.
+bool FaultInjectedAt(const char* stage) {
+  static const char* const injected = std::getenv("FCGI_MILTER_FAULT_INJECT");
+  return injected != nullptr && std::strcmp(injected, stage) == 0;
+}
+
+// Every callback body runs inside this: nothing may throw into libmilter's C code. nr_bit is the
+// stage's SMFIP_NR_* flag (0 where the MTA always waits for the answer).
 template <typename F>
-sfsistat Guarded(const char* stage, F&& body) {
+sfsistat Guarded(SMFICTX* ctx, const char* stage, unsigned long nr_bit, F&& body) {
+  std::string what;
   try {
+    if (FaultInjectedAt(stage)) throw std::runtime_error("fault injected for a test");
     return body();
   } catch (const std::exception& e) {
-    LOG_ERROR("%s: internal error: %s; tempfailing", stage, e.what());
+    what = e.what();
   } catch (...) {
-    LOG_ERROR("%s: internal error; tempfailing", stage);
+    what = "unknown exception";
   }
-  return SMFIS_TEMPFAIL;
+  try {
+    LOG_ERROR("%s: internal error: %s; tempfailing", stage, what.c_str());
+    return Fail(ctx, nr_bit,
+                LocalTempfail(std::string("internal error at ") + stage + ": " + what));
+  } catch (...) {
+    return nr_bit != 0 ? SMFIS_NOREPLY : SMFIS_TEMPFAIL;
+  }
 }
 
 sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
                      unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
                      unsigned long* pf3) {
-  return Guarded("negotiate", [&] {
+  return Guarded(ctx, "negotiate", 0, [&] {
     Session* s = EnsureSession(ctx);
     *pf0 =
         f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
@@ -256,7 +303,7 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
 }
 
 sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
-  return Guarded("connect", [&] {
+  return Guarded(ctx, "connect", SMFIP_NR_CONN, [&] {
     Session* s = EnsureSession(ctx);
     s->connection = mail::Envelope();
     s->connection.client_name = hostname != nullptr ? hostname : "";
@@ -274,7 +321,7 @@ sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
 }
 
 sfsistat OnHelo(SMFICTX* ctx, char* helo) {
-  return Guarded("helo", [&] {
+  return Guarded(ctx, "helo", SMFIP_NR_HELO, [&] {
     Session* s = EnsureSession(ctx);
     s->connection.helo = helo != nullptr ? helo : "";
     s->connection.tls_version = Macro(ctx, "{tls_version}");
@@ -285,7 +332,7 @@ sfsistat OnHelo(SMFICTX* ctx, char* helo) {
 }
 
 sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
-  return Guarded("mail", [&] {
+  return Guarded(ctx, "mail", SMFIP_NR_MAIL, [&] {
     Session* s = EnsureSession(ctx);
     Message& m = s->message.emplace();
     m.filter = Filter::Current();
@@ -293,6 +340,7 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
     m.envelope = s->connection;
     m.envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
     m.envelope.auth_login = Macro(ctx, "{auth_authen}");
+    m.failure = s->connection_failure;
     RefreshQueueId(ctx, &m);
     m.spool = std::make_shared<fcgi::Spool>(cfg.spool_directory, cfg.spool_threshold);
     fcgi::Spool* spool = m.spool.get();
@@ -305,7 +353,7 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
 }
 
 sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
-  return Guarded("rcpt", [&] {
+  return Guarded(ctx, "rcpt", 0, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
     Message& m = *s->message;
@@ -362,10 +410,15 @@ sfsistat CheckMessage(SMFICTX* ctx, Session* s, unsigned long nr_bit, const fcgi
   return Continue(s, nr_bit);
 }
 
+// A message packet with no transaction open (a failure at MAIL FROM, or an MTA out of step).
+sfsistat NoTransaction(SMFICTX* ctx, unsigned long nr_bit) {
+  return Fail(ctx, nr_bit, LocalTempfail("message data without an open transaction"));
+}
+
 sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
-  return Guarded("header", [&] {
+  return Guarded(ctx, "header", SMFIP_NR_HDR, [&] {
     Session* s = GetSession(ctx);
-    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_HDR);
     Message& m = *s->message;
     const std::string_view n = name != nullptr ? name : "";
     const std::string_view val = value != nullptr ? value : "";
@@ -378,18 +431,18 @@ sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
 }
 
 sfsistat OnEndOfHeaders(SMFICTX* ctx) {
-  return Guarded("eoh", [&] {
+  return Guarded(ctx, "eoh", SMFIP_NR_EOH, [&] {
     Session* s = GetSession(ctx);
-    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_EOH);
     if (s->message->failure) return CheckMessage(ctx, s, SMFIP_NR_EOH, fcgi::Status::Ok());
     return CheckMessage(ctx, s, SMFIP_NR_EOH, s->message->encoder->EndHeaders());
   });
 }
 
 sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
-  return Guarded("body", [&] {
+  return Guarded(ctx, "body", SMFIP_NR_BODY, [&] {
     Session* s = GetSession(ctx);
-    if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
+    if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_BODY);
     Message& m = *s->message;
     if (m.failure) return CheckMessage(ctx, s, SMFIP_NR_BODY, fcgi::Status::Ok());
     return CheckMessage(
@@ -441,7 +494,7 @@ void ApplyEndOfMessage(SMFICTX* ctx, const Message& m, mail::Verdict* v) {
 }
 
 sfsistat OnEndOfMessage(SMFICTX* ctx) {
-  return Guarded("eom", [&] {
+  return Guarded(ctx, "eom", 0, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
     Message& m = *s->message;
@@ -566,6 +619,8 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   };
   f->validate_ = MakeTarget(config.fcgi_script_filename_validate);
   f->save_ = MakeTarget(config.fcgi_script_filename_save);
+  f->max_recipients_ =
+      config.php_max_input_vars == 0 ? 0 : mail::MaxRecipientsWithin(config.php_max_input_vars);
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
   std::string bad;
@@ -588,6 +643,10 @@ std::shared_ptr<const Filter> Filter::Current() {
 
 int Filter::RequestsInFlight() {
   return g_in_flight.load();
+}
+
+int Filter::TransactionsOpen() {
+  return g_transactions.load();
 }
 
 smfiDesc* Filter::Description() {
@@ -637,7 +696,7 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
   if (trace != nullptr) {
     trace->params = params;
     trace->content_length = body ? body->size() : 0;
-    if (body) {
+    if (body && trace->form_preview.empty()) {
       // The form fields and the start of the message; `try` shows them.
       std::string& preview = trace->form_preview;
       preview.resize(std::min<uint64_t>(body->size(), 16384));
@@ -653,10 +712,12 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
       preview.resize(filled);
     }
   }
-  g_in_flight++;
-  fcgi::Result result =
-      backends_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
-  g_in_flight--;
+  fcgi::Result result;
+  {
+    InProgress request(&g_in_flight);
+    result =
+        backends_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
+  }
   mail::BackendOutcome outcome;
   outcome.transport = result.status;
   outcome.http_status = result.response.status;
@@ -689,6 +750,16 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
                                Exchange* trace) const {
   mail::Verdict accept;
   accept.action = mail::Verdict::Action::kAccept;
+  if (max_recipients_ != 0 && envelope.recipients.size() >= max_recipients_) {
+    // The save form would pass the script's max_input_vars: the sender delivers the rest in
+    // another transaction (RFC 5321's 452 for too many recipients).
+    mail::Verdict full = mail::TooManyRecipients(max_recipients_);
+    if (trace != nullptr) {
+      trace->skipped = true;
+      trace->verdict = full;
+    }
+    return full;
+  }
   if (!validate_.configured()) {
     accept.reason = "no validate script configured";
   } else if (config_.validate_skip_authenticated && !envelope.auth_login.empty()) {
@@ -711,9 +782,26 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
 mail::Verdict Filter::Save(const mail::Envelope& envelope,
                            std::shared_ptr<const fcgi::Body> encoded_message,
                            const std::function<void()>& heartbeat, Exchange* trace) const {
+  // The body first: PHP stops parsing a form at max_input_vars, and it must never lose the body.
+  std::string fields = mail::BuildSaveFormFields(envelope);
+  if (trace != nullptr) {
+    // `try` shows the fields, then the start of the message.
+    std::string head(std::min<uint64_t>(encoded_message->size(), 16384), '\0');
+    size_t filled = 0;
+    while (filled < head.size()) {
+      size_t got = 0;
+      if (!encoded_message->ReadAt(filled, head.data() + filled, head.size() - filled, &got).ok() ||
+          got == 0) {
+        break;
+      }
+      filled += got;
+    }
+    head.resize(filled);
+    trace->form_preview = std::string(mail::kSaveFormBodyPrefix) + head + fields;
+  }
   auto body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
-      std::make_shared<fcgi::StringBody>(mail::BuildSaveFormPrefix(envelope)),
-      std::move(encoded_message)});
+      std::make_shared<fcgi::StringBody>(std::string(mail::kSaveFormBodyPrefix)),
+      std::move(encoded_message), std::make_shared<fcgi::StringBody>(std::move(fields))});
   fcgi::Params params = RequestParams(save_, envelope, "POST", "", body->size());
   params.emplace_back("CONTENT_TYPE", "application/x-www-form-urlencoded");
   return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout,

@@ -52,14 +52,19 @@ class Filter {
   static std::shared_ptr<const Filter> Current();
   // libmilter's callback table.
   static smfiDesc* Description();
-  // FastCGI requests in progress across all filters (a graceful stop waits for them).
+  // FastCGI requests in progress across all filters.
   static int RequestsInFlight();
+  // SMTP transactions open (MAIL FROM seen, end of message or abort not yet answered): a
+  // graceful stop waits for them, so neither a message in DATA nor a save is cut.
+  static int TransactionsOpen();
 
   const config::Config& config() const { return config_; }
   const fcgi::BackendPool& backends() const { return *backends_; }
 
   // One validate request for `recipient` and its verdict (accept without a request when no
-  // validate script is set or a skip rule matches). *trace, if given, records the exchange.
+  // validate script is set or a skip rule matches; 452 4.5.3 without a request when the
+  // envelope already holds as many recipients as the save form can carry). *trace, if given,
+  // records the exchange.
   mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient,
                          Exchange* trace = nullptr) const;
   // One save request: the form prefix, then the already-encoded message from `encoded_message`.
@@ -85,6 +90,7 @@ class Filter {
   mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
   mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
   mail::NetworkList validate_skip_networks_;
+  size_t max_recipients_ = 0;  // per transaction, from php_max_input_vars; 0 = no limit
 };
 
 }  // namespace milter

@@ -31,7 +31,23 @@ std::string BuildValidateQuery(const Envelope& envelope, std::string_view recipi
   return form.Take();
 }
 
-std::string BuildSaveFormPrefix(const Envelope& envelope) {
+namespace {
+// body, then remote_ip subject tls_on helo mail_from, then rcpt_count queue_id client_name
+// auth_login tls_version tls_cipher message_size daemon_name (BuildSaveFormFields).
+constexpr size_t kFixedSaveVariables = 14;
+constexpr size_t kVariablesPerRecipient = 2;  // rcpt_to_N and rcpt_to[]
+}  // namespace
+
+size_t SaveFormVariables(size_t recipients) {
+  return kFixedSaveVariables + kVariablesPerRecipient * recipients;
+}
+
+size_t MaxRecipientsWithin(size_t max_input_vars) {
+  if (max_input_vars <= kFixedSaveVariables) return 0;
+  return (max_input_vars - kFixedSaveVariables) / kVariablesPerRecipient;
+}
+
+std::string BuildSaveFormFields(const Envelope& envelope) {
   FormBuilder form;
   // The original processor's fields, same names and meaning.
   form.Add("remote_ip", envelope.client_ip);
@@ -53,8 +69,7 @@ std::string BuildSaveFormPrefix(const Envelope& envelope) {
   form.Add("tls_cipher", envelope.tls_cipher);
   form.Add("message_size", std::to_string(envelope.message_size));
   form.Add("daemon_name", envelope.daemon_name);
-  form.BeginField("body");
-  return form.Take();
+  return "&" + form.Take();
 }
 
 }  // namespace mail

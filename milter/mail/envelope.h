@@ -4,6 +4,7 @@
 // Thread-safety: value types and pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -34,7 +35,17 @@ std::string StripAngleBrackets(std::string_view address);
 // rcpt_to, mail_from, remote_ip, helo: the QUERY_STRING of a validate request.
 std::string BuildValidateQuery(const Envelope& envelope, std::string_view recipient);
 
-// Every save field except `body`, ending in "&body=" so the encoded message can follow.
-std::string BuildSaveFormPrefix(const Envelope& envelope);
+// The save form begins "body=" and the encoded message, so the body is the first variable PHP
+// parses: max_input_vars (1000 by default) silently drops every variable after the limit, and
+// a script that finds no body must never be the one that is cut.
+inline constexpr std::string_view kSaveFormBodyPrefix = "body=";
+
+// Every save field but `body`, each preceded by '&', to follow the encoded message.
+std::string BuildSaveFormFields(const Envelope& envelope);
+
+// How many variables PHP counts in a save form for n recipients (rcpt_to_0.. and each rcpt_to[]
+// element count one each), and the most recipients whose form stays within max_input_vars.
+size_t SaveFormVariables(size_t recipients);
+size_t MaxRecipientsWithin(size_t max_input_vars);
 
 }  // namespace mail

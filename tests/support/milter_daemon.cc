@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "tests/support/net.h"
@@ -61,6 +62,11 @@ nlohmann::json BaseDaemonConfig(const PhpFpm& php, const std::string& validate,
 }
 
 std::string MilterBinary() {
+  // FCGI_MILTER_TEST_BINARY runs the suites against another build (an installed package, or an
+  // older commit to show that a new test fails there).
+  if (const char* other = std::getenv("FCGI_MILTER_TEST_BINARY"); other != nullptr && *other) {
+    return other;
+  }
   return FCGI_MILTER_BINARY;
 }
 

@@ -1,10 +1,13 @@
 // Unit tests for milter/mail/form.h: percent-encoding pinned byte by byte, and round trips
 // through PHP's own form decoder (parse_str, the code behind $_GET and $_POST).
+#include "milter/mail/envelope.h"
 #include "milter/mail/form.h"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
@@ -192,6 +195,40 @@ TEST(FormPhpRoundTripTest, PhpParseStrGivesBackLargeBinaryValue) {
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got.at("remote_ip"), "192.0.2.1");
   EXPECT_TRUE(got.at("body") == big) << "1 MiB binary value differs after PHP decoding";
+}
+
+}  // namespace
+}  // namespace mail
+
+namespace mail {
+namespace {
+
+// PHP counts every name=value pair (each rcpt_to[] element too) against max_input_vars: the
+// count the daemon plans with must be the count it sends.
+TEST(SaveFormTest, VariableCountMatchesTheFieldsSent) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{493}}) {
+    Envelope e;
+    e.subject = "a&b=c";
+    for (size_t i = 0; i < n; ++i) e.recipients.push_back("u" + std::to_string(i) + "@x.test");
+    const std::string form = std::string(kSaveFormBodyPrefix) + "x%26y" + BuildSaveFormFields(e);
+    const size_t pairs = static_cast<size_t>(std::count(form.begin(), form.end(), '&')) + 1;
+    EXPECT_EQ(pairs, SaveFormVariables(n)) << n;
+  }
+}
+
+TEST(SaveFormTest, BodyIsTheFirstVariable) {
+  Envelope e;
+  e.recipients = {"a@x.test"};
+  EXPECT_EQ(kSaveFormBodyPrefix, "body=");
+  EXPECT_EQ(BuildSaveFormFields(e).rfind("&remote_ip=", 0), 0u);
+}
+
+TEST(SaveFormTest, MostRecipientsWithinPhpDefaultMaxInputVars) {
+  EXPECT_EQ(MaxRecipientsWithin(1000), 493u);
+  EXPECT_LE(SaveFormVariables(MaxRecipientsWithin(1000)), 1000u);
+  EXPECT_GT(SaveFormVariables(MaxRecipientsWithin(1000) + 1), 1000u);
+  EXPECT_EQ(MaxRecipientsWithin(14), 0u);
+  EXPECT_EQ(MaxRecipientsWithin(16), 1u);
 }
 
 }  // namespace
