@@ -10,8 +10,9 @@
  *   mail_from            the envelope sender ("" for bounces)
  *   rcpt_to_0 .. rcpt_to_{N-1}   the accepted recipients, N = rcpt_count
  *   rcpt_count           how many rcpt_to_* fields there are
- *   queue_id             the mail server's ID for this message; use it to spot a duplicate
- *                        delivery, which can happen when a save was slow and the sender retried
+ *   queue_id             the mail server's ID for this transaction (for your logs). It does not
+ *                        identify a message: when a save is answered too late and the sender
+ *                        retries, the retry is a new transaction with a new queue id
  *   remote_ip            IP address of the sending mail server
  *   helo                 the name the sending server introduced itself with
  *   tls_on               "true" or "false": whether the sender used TLS
@@ -29,7 +30,8 @@
  * read): written to tmp/, flushed to disk, then moved into new/. The rename is atomic, so a
  * reader never sees half a message. The Maildir comes from FCGI_MILTER_MAILDIR (set it in the
  * php-fpm pool: `env[FCGI_MILTER_MAILDIR] = /srv/mail/Maildir`), otherwise
- * /var/lib/fcgi-milter/Maildir. The pool's user (www-data) must be allowed to write there.
+ * /var/lib/fcgi-milter/Maildir. The pool's user must be allowed to write there (the package's
+ * pool runs as fcgi-milter-php, which owns /var/lib/fcgi-milter/Maildir).
  */
 
 declare(strict_types=1);
@@ -37,7 +39,8 @@ declare(strict_types=1);
 header('Content-Type: text/plain; charset=utf-8');
 
 // If fcgi-milter gives up waiting (save_timeout), keep going anyway: a half-finished write would
-// leave litter in tmp/, while a finished one is merely a duplicate that queue_id can identify.
+// leave litter in tmp/. A finished one is stored while the sender was told to retry, so the
+// retry arrives as a second copy (with a new queue id: nothing here tells the two apart).
 ignore_user_abort(true);
 
 /** Logs why, tells the sender to retry later, and ends the request. */
