@@ -131,6 +131,9 @@ int main(int argc, char** argv) {
     body = std::make_shared<fcgi::StringBody>(std::move(form));
   }
 
+  // Like the daemon: the GET (validate) may run twice, the POST (save) may not.
+  const fcgi::Idempotency idempotency =
+      args.body_bytes > 0 ? fcgi::Idempotency::kNotIdempotent : fcgi::Idempotency::kIdempotent;
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> ok{0}, failed{0}, wrong{0};
   std::mutex latency_mutex;
@@ -140,7 +143,7 @@ int main(int argc, char** argv) {
     std::vector<double> mine;
     while (!stop.load(std::memory_order_relaxed)) {
       auto t0 = std::chrono::steady_clock::now();
-      fcgi::Result r = client->Execute(params, body, t0 + std::chrono::seconds(10));
+      fcgi::Result r = client->Execute(params, body, t0 + std::chrono::seconds(10), idempotency);
       auto t1 = std::chrono::steady_clock::now();
       if (!r.status.ok()) {
         failed++;

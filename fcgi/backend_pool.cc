@@ -8,13 +8,16 @@
 namespace fcgi {
 namespace {
 
-// A backend is down when it cannot take connections: refused, missing socket, or no accept in
-// time. A slow script (reply timeout) says nothing about the backend's health.
-bool MeansDown(const Status& s, const std::string& message) {
-  if (s.code() == Status::Code::kConnectFailed || s.code() == Status::Code::kUnavailable) {
-    return true;
+// A backend is down when it cannot take requests: refused, missing socket, no accept in time,
+// or it declined (FCGI_OVERLOADED). A slow script (reply timeout) or a pool that stayed busy says
+// nothing about the backend's health.
+bool MeansDown(const Result& r) {
+  switch (r.status.code()) {
+    case Status::Code::kConnectFailed:
+    case Status::Code::kUnavailable: return true;
+    case Status::Code::kTimeout: return r.phase == RequestPhase::kConnecting;
+    default: return false;
   }
-  return s.code() == Status::Code::kTimeout && message.rfind("connecting to", 0) == 0;
 }
 
 }  // namespace
@@ -54,13 +57,22 @@ BackendPool::Backend* BackendPool::Pick(const std::vector<Backend*>& tried) {
   return best;
 }
 
-void BackendPool::MarkDown(Backend* b, const Status&) {
-  b->up = false;
+void BackendPool::MarkDown(Backend* b, const Status& why) {
+  // Requests failing together on one backend tell the program once.
+  if (b->up.exchange(false) && options_.on_health_change) {
+    options_.on_health_change(b->address, false, why);
+  }
   wake_.notify_all();
 }
 
+void BackendPool::MarkUp(Backend* b) {
+  if (!b->up.exchange(true) && options_.on_health_change) {
+    options_.on_health_change(b->address, true, Status::Ok());
+  }
+}
+
 Result BackendPool::Execute(const Params& params, std::shared_ptr<const Body> body,
-                            Client::Clock::time_point deadline,
+                            Client::Clock::time_point deadline, Idempotency idempotency,
                             const std::function<void()>& heartbeat,
                             std::chrono::milliseconds heartbeat_interval) {
   std::vector<Backend*> tried;
@@ -84,12 +96,12 @@ Result BackendPool::Execute(const Params& params, std::shared_ptr<const Body> bo
     tried.push_back(b);
     b->in_flight++;
     b->requests++;
-    last = b->client->Execute(params, body, deadline, heartbeat, heartbeat_interval);
+    last = b->client->Execute(params, body, deadline, idempotency, heartbeat, heartbeat_interval);
     b->in_flight--;
     attempts += last.attempts;
     if (last.status.ok()) break;
     b->failures++;
-    if (!MeansDown(last.status, last.status.message())) break;
+    if (!MeansDown(last)) break;
     MarkDown(b, last.status);
     // Nothing reached a script: another backend may take it, time permitting.
     if (Client::Clock::now() >= deadline) break;
@@ -113,7 +125,7 @@ void BackendPool::ProbeLoop() {
       if (b->up.load()) continue;
       const int timeout_ms =
           static_cast<int>(std::min<int64_t>(options_.client.connect_timeout.count(), 1000));
-      if (ProbeBackend(b->address, timeout_ms).ok()) b->up = true;
+      if (ProbeBackend(b->address, timeout_ms).ok()) MarkUp(b.get());
     }
     lock.lock();
   }

@@ -4,12 +4,14 @@
 // backends every probe_interval and brings them back. When every backend is down a request
 // fails at once instead of waiting for timeouts. A request is retried on another backend only
 // when nothing of it can have reached a script (the connection itself failed).
-// Thread-safety: Execute() and stats() may be called from any thread.
+// Thread-safety: Execute() and stats() may be called from any thread; on_health_change runs on
+// the thread that noticed the change (a request's, or the prober).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,6 +26,9 @@ struct BackendPoolOptions {
   std::vector<BackendAddress> addresses;
   ClientOptions client;  // address ignored; everything else applies to each backend
   std::chrono::milliseconds probe_interval{250};
+  // Told once when a backend is marked down (why: the failure that showed it) and once when a
+  // probe brings it back (why: ok). fcgi has no logger; the program logs here. May be empty.
+  std::function<void(const BackendAddress& backend, bool up, const Status& why)> on_health_change;
 };
 
 struct BackendStats {
@@ -42,8 +47,9 @@ class BackendPool {
   BackendPool(const BackendPool&) = delete;
   BackendPool& operator=(const BackendPool&) = delete;
 
+  // As Client::Execute, on the healthy backend with the fewest requests in flight.
   Result Execute(const Params& params, std::shared_ptr<const Body> body,
-                 Client::Clock::time_point deadline,
+                 Client::Clock::time_point deadline, Idempotency idempotency,
                  const std::function<void()>& heartbeat = nullptr,
                  std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(10));
 
@@ -68,6 +74,7 @@ class BackendPool {
   BackendPool() = default;
   Backend* Pick(const std::vector<Backend*>& tried);
   void MarkDown(Backend* b, const Status& why);
+  void MarkUp(Backend* b);
   void ProbeLoop();
 
   BackendPoolOptions options_;

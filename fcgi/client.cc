@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fcgi {
@@ -57,7 +58,7 @@ class Client::Pool {
   Status Start();
   void Stop();
   Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline,
-                 const std::function<void()>& heartbeat,
+                 Idempotency idempotency, const std::function<void()>& heartbeat,
                  std::chrono::milliseconds heartbeat_interval);
   ClientStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -82,7 +83,7 @@ class Client::Pool {
   // What the caller wants, and when to call its heartbeat.
   struct Call {
     const Params* params = nullptr;
-    bool idempotent = false;  // REQUEST_METHOD GET or HEAD: safe to send twice
+    Idempotency idempotency = Idempotency::kNotIdempotent;
     const Body* body = nullptr;
     Clock::time_point deadline;
     const std::function<void()>* heartbeat = nullptr;  // never null; may be empty
@@ -95,15 +96,26 @@ class Client::Pool {
     }
   };
 
+  // What the end of an attempt leaves of its connection.
+  enum class ConnectionFate {
+    kKeep,         // a clean end: it may serve another request
+    kClose,        // anything else
+    kFoundClosed,  // the backend had closed it before any reply byte: a candidate for a retry
+  };
+
   // How one attempt on one connection ended.
   struct Attempt {
     Status status;
-    Response response;
-    bool stale = false;          // the backend went away before any reply byte
-    bool reply_started = false;  // some reply byte arrived
-    bool fully_sent = false;     // the whole request went out
-    bool reusable = false;       // clean end: the connection may serve another request
+    Response response;  // the reply when status is ok; otherwise only the STDERR that arrived
+    RequestPhase phase = RequestPhase::kConnecting;  // how far it got
+    ConnectionFate fate = ConnectionFate::kClose;
   };
+
+  // One request on one connection, phase by phase (see Exchange::Run).
+  class Exchange;
+  // The pool slot a request holds, with its connection once there is one. Gives both back when
+  // it goes out of scope (an exception included), keeping the connection only when told to.
+  class Lease;
 
   // Waits for a connection: an idle one that still looks alive, or a free slot for a new one
   // (*conn is then null). Callers are served first come, first served. Fails at the deadline or
@@ -117,11 +129,12 @@ class Client::Pool {
   Status Connect(std::unique_ptr<Connection>* conn);
   // Gives the slot back, keeping the connection for the next request when it may be reused.
   void Release(std::unique_ptr<Connection> conn, bool reusable);
-  Attempt Run(Connection* conn, Call* call);
-  // Adds the next STDIN records (or the closing empty one) to *out; chunk is scratch space of
-  // kStdinChunk bytes.
-  Status FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
-                    std::string* out);
+  // Attempts on the leased slot until one counts, filling *result.
+  void Attempts(Call* call, Lease* lease, Result* result);
+  // Whether a failed attempt, the number-th, may run again on a fresh connection.
+  bool MayRetry(const Attempt& attempt, const Connection& conn, const Call& call, int number) const;
+  // Closes *conn but keeps its slot for a fresh one; false (nothing done) once Stop() began.
+  bool DropForRetry(std::unique_ptr<Connection>* conn);
   void Beat(Call* call);
   // A failure as the caller should see it: once Stop() began, whatever broke was its doing.
   Status OrShuttingDown(Status failure) const {
@@ -140,6 +153,83 @@ class Client::Pool {
   bool stopping_ = false;
   std::condition_variable drained_;
   std::thread sweeper_;
+};
+
+class Client::Pool::Lease {
+ public:
+  Lease(Pool* pool, std::unique_ptr<Connection> acquired)
+      : conn(std::move(acquired)), pool_(pool) {}
+  ~Lease() {
+    if (pool_ != nullptr) pool_->Release(std::move(conn), false);
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  void Release(bool reusable) { std::exchange(pool_, nullptr)->Release(std::move(conn), reusable); }
+
+  std::unique_ptr<Connection> conn;  // null until connected (or after a drop for a retry)
+
+ private:
+  Pool* pool_;  // null once released
+};
+
+// The phases of one attempt: finish connecting, queue the request head, then stream the body
+// as STDIN while reading the reply, until END_REQUEST, a failure or the deadline. The attempt's
+// phase only moves forward; a reply may begin before the whole body went out (a script that
+// answers without reading it all).
+class Client::Pool::Exchange {
+ public:
+  Exchange(Pool* pool, Connection* conn, Call* call)
+      : pool_(pool),
+        conn_(conn),
+        call_(call),
+        where_(pool->options_.address.ToString()),
+        fd_(conn->fd.get()),
+        collector_(kRequestId, pool->options_.max_reply_bytes, pool->options_.max_stderr_bytes),
+        // On the heap, so that the MTA-facing threads that run requests keep small stacks
+        // (there may be hundreds of them).
+        buf_(new char[kStdinChunk]) {}
+
+  Attempt Run();
+
+ private:
+  // Each phase returns false when the attempt ended there (attempt_ says how).
+  bool FinishConnecting();
+  bool QueueHead();
+  void Transfer();
+  // Writes what the socket takes now, refilling the output from the body.
+  bool SendSome();
+  // Reads what arrived, up to END_REQUEST.
+  bool ReadSome();
+  // Adds the next STDIN records (or the closing empty one) to out_.
+  Status FillOutput();
+  // After a failed send: the backend may have answered and closed before reading the whole
+  // body. Whatever it sent means the request ran (and its STDERR is worth keeping).
+  void DrainReply();
+  // Feeds received bytes to the reader and the collector, up to END_REQUEST; fails on broken
+  // protocol or a reply past max_reply_bytes.
+  Status Consume(const char* data, size_t size);
+  bool Sent() const { return stdin_queued_ && out_pos_ == out_.size(); }
+  bool AnythingReceived() const {
+    return attempt_.phase == RequestPhase::kReading || attempt_.phase == RequestPhase::kEnded;
+  }
+  void End(Status status, ConnectionFate fate);
+  void FailIo(const char* what, int err);
+
+  Pool* pool_;
+  Connection* conn_;
+  Call* call_;
+  const std::string& where_;
+  const int fd_;
+  Attempt attempt_;
+  std::string out_;  // encoded records not yet sent, from out_pos_
+  size_t out_pos_ = 0;
+  uint64_t body_offset_ = 0;   // body bytes encoded into out_ so far
+  bool stdin_queued_ = false;  // the closing empty STDIN record is in out_
+  bool can_write_ = true;      // try at once: a fresh or idle socket has room
+  protocol::RecordReader reader_;
+  ResponseCollector collector_;
+  const std::unique_ptr<char[]> buf_;  // kStdinChunk bytes: body chunks and replies
 };
 
 Status Client::Pool::Start() {
@@ -290,176 +380,246 @@ void Client::Pool::Release(std::unique_ptr<Connection> conn, bool reusable) {
   if (!waiters_.empty()) waiters_.front()->wake.notify_one();
 }
 
-Status Client::Pool::FillOutput(const Body* body, uint64_t* offset, bool* stdin_done, char* chunk,
-                                std::string* out) {
+Client::Pool::Attempt Client::Pool::Exchange::Run() {
+  if (conn_->connecting && !FinishConnecting()) return std::move(attempt_);
+  attempt_.phase = RequestPhase::kSending;
+  conn_->requests++;
+  if (!QueueHead()) return std::move(attempt_);
+  Transfer();
+  return std::move(attempt_);
+}
+
+bool Client::Pool::Exchange::FinishConnecting() {
+  const auto limit = std::min(call_->deadline, Clock::now() + pool_->options_.connect_timeout);
+  for (;;) {
+    pollfd p{fd_, POLLOUT, 0};
+    const int n = ::poll(&p, 1, PollTimeout(call_->WakeBy(limit)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) break;
+    if (Clock::now() >= limit) {
+      End(Status::Timeout("connecting to " + where_), ConnectionFate::kClose);
+      return false;
+    }
+    pool_->Beat(call_);
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    End(pool_->OrShuttingDown(DescribeConnectError(pool_->options_.address, err)),
+        ConnectionFate::kClose);
+    return false;
+  }
+  conn_->connecting = false;
+  return true;
+}
+
+bool Client::Pool::Exchange::QueueHead() {
+  Status s =
+      protocol::EncodeRequestHead(kRequestId, *call_->params, pool_->options_.keep_alive, &out_);
+  if (!s.ok()) {
+    End(std::move(s), ConnectionFate::kKeep);  // nothing was sent
+    return false;
+  }
+  return true;
+}
+
+void Client::Pool::Exchange::Transfer() {
+  for (;;) {
+    // The deadline holds even when the socket never goes quiet (a backend streaming STDERR).
+    if (Clock::now() >= call_->deadline) {
+      End(Status::Timeout((Sent() ? "waiting for the reply from " : "sending the request to ") +
+                          where_),
+          ConnectionFate::kClose);
+      return;
+    }
+    pool_->Beat(call_);
+    if (!SendSome()) return;
+
+    // Wait for the reply (and for room to send the rest of a large body).
+    pollfd p{fd_, static_cast<short>(POLLIN | (Sent() ? 0 : POLLOUT)), 0};
+    const int ready = ::poll(&p, 1, PollTimeout(call_->WakeBy(call_->deadline)));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      FailIo("waiting on ", errno);
+      return;
+    }
+    if (ready == 0) continue;  // the deadline or a heartbeat is due: checked at the top
+    if ((p.revents & POLLOUT) != 0) can_write_ = true;
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    if (!ReadSome()) return;
+  }
+}
+
+bool Client::Pool::Exchange::SendSome() {
+  while (can_write_ && !Sent()) {
+    if (out_pos_ == out_.size()) {
+      out_.clear();
+      out_pos_ = 0;
+      if (Status s = FillOutput(); !s.ok()) {
+        End(std::move(s), ConnectionFate::kClose);
+        return false;
+      }
+      if (out_.empty()) break;
+    }
+    const ssize_t n =
+        ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        can_write_ = false;
+        break;
+      }
+      const int err = errno;
+      DrainReply();
+      FailIo("sending request to ", err);
+      return false;
+    }
+    out_pos_ += static_cast<size_t>(n);
+  }
+  if (Sent() && attempt_.phase == RequestPhase::kSending) {
+    attempt_.phase = RequestPhase::kAwaitingReply;
+  }
+  return true;
+}
+
+Status Client::Pool::Exchange::FillOutput() {
+  const Body* body = call_->body;
   const uint64_t total = body != nullptr ? body->size() : 0;
   // Several records per write keep syscalls few for large bodies.
-  while (out->size() < 4 * kStdinChunk && !*stdin_done) {
-    if (*offset >= total) {
-      protocol::AppendRecord(out, protocol::RecordType::kStdin, kRequestId, {});
-      *stdin_done = true;
+  while (out_.size() < 4 * kStdinChunk && !stdin_queued_) {
+    if (body_offset_ >= total) {
+      protocol::AppendRecord(&out_, protocol::RecordType::kStdin, kRequestId, {});
+      stdin_queued_ = true;
       break;
     }
     size_t got = 0;
-    Status s = body->ReadAt(*offset, chunk, kStdinChunk, &got);
+    Status s = body->ReadAt(body_offset_, buf_.get(), kStdinChunk, &got);
     if (!s.ok()) return s;
     if (got == 0) return Status::IoError("request body ended before its announced size");
-    protocol::AppendRecord(out, protocol::RecordType::kStdin, kRequestId,
-                           std::string_view(chunk, got));
-    *offset += got;
+    protocol::AppendRecord(&out_, protocol::RecordType::kStdin, kRequestId,
+                           std::string_view(buf_.get(), got));
+    body_offset_ += got;
   }
   return Status::Ok();
 }
 
-Client::Pool::Attempt Client::Pool::Run(Connection* conn, Call* call) {
-  Attempt a;
-  const std::string& where = options_.address.ToString();
-  const int fd = conn->fd.get();
-
-  if (conn->connecting) {
-    const auto limit = std::min(call->deadline, Clock::now() + options_.connect_timeout);
-    for (;;) {
-      pollfd p{fd, POLLOUT, 0};
-      const int n = ::poll(&p, 1, PollTimeout(call->WakeBy(limit)));
-      if (n < 0 && errno == EINTR) continue;
-      if (n > 0) break;
-      if (Clock::now() >= limit) {
-        a.status = Status::Timeout("connecting to " + where);
-        return a;
-      }
-      Beat(call);
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      a.status = OrShuttingDown(DescribeConnectError(options_.address, err));
-      return a;
-    }
-    conn->connecting = false;
-  }
-
-  conn->requests++;
-  std::string out;
-  size_t out_pos = 0;
-  uint64_t body_offset = 0;
-  bool stdin_done = false;
-  if (Status s = protocol::EncodeRequestHead(kRequestId, *call->params, options_.keep_alive, &out);
-      !s.ok()) {
-    a.status = s;
-    a.reusable = true;  // nothing was sent
-    return a;
-  }
-  protocol::RecordReader reader;
-  ResponseCollector collector(kRequestId, options_.max_reply_bytes, options_.max_stderr_bytes);
-  auto fail_io = [&](const char* what, int err) {
-    a.status = OrShuttingDown(Status::FromErrno(Status::Code::kIoError, what + where, err));
-    a.stale = IsStaleConnectionError(err) && !collector.started();
-  };
-  // Scratch for body chunks and replies: on the heap, so that the MTA-facing threads that run
-  // requests keep small stacks (there may be hundreds of them).
-  const std::unique_ptr<char[]> buf(new char[kStdinChunk]);
-  bool can_write = true;  // try at once: a fresh or idle socket has room
+void Client::Pool::Exchange::DrainReply() {
+  bool readable = true;  // until the first record the collector refuses
   for (;;) {
-    // The deadline holds even when the socket never goes quiet (a backend streaming STDERR).
-    if (Clock::now() >= call->deadline) {
-      a.fully_sent = stdin_done && out_pos == out.size();
-      a.status = Status::Timeout(
-          (a.fully_sent ? "waiting for the reply from " : "sending the request to ") + where);
-      return a;
-    }
-    Beat(call);
-    // Send what we can.
-    while (can_write && !(stdin_done && out_pos == out.size())) {
-      if (out_pos == out.size()) {
-        out.clear();
-        out_pos = 0;
-        if (Status s = FillOutput(call->body, &body_offset, &stdin_done, buf.get(), &out);
-            !s.ok()) {
-          a.status = s;
-          return a;
-        }
-        if (out.empty()) break;
-      }
-      const ssize_t n =
-          ::send(fd, out.data() + out_pos, out.size() - out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          can_write = false;
-          break;
-        }
-        const int err = errno;
-        fail_io("sending request to ", err);
-        // The backend may have answered and closed before reading the whole body: whatever it
-        // sent means the request ran, so it must not be retried.
-        for (;;) {
-          const ssize_t got = ::recv(fd, buf.get(), kStdinChunk, MSG_DONTWAIT);
-          if (got < 0 && errno == EINTR) continue;
-          if (got <= 0) break;
-          a.reply_started = true;
-          a.stale = false;
-        }
-        return a;
-      }
-      out_pos += static_cast<size_t>(n);
-    }
-    a.fully_sent = stdin_done && out_pos == out.size();
+    const ssize_t got = ::recv(fd_, buf_.get(), kStdinChunk, MSG_DONTWAIT);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    attempt_.phase = RequestPhase::kReading;
+    if (readable) readable = Consume(buf_.get(), static_cast<size_t>(got)).ok();
+  }
+}
 
-    // Wait for the reply (and for room to send the rest of a large body).
-    pollfd p{fd, static_cast<short>(POLLIN | (a.fully_sent ? 0 : POLLOUT)), 0};
-    const int ready = ::poll(&p, 1, PollTimeout(call->WakeBy(call->deadline)));
-    if (ready < 0) {
+bool Client::Pool::Exchange::ReadSome() {
+  // A bounded number of rounds, so that the deadline and the heartbeat get their turn.
+  for (int rounds = 0; rounds < 16; ++rounds) {
+    const ssize_t n = ::recv(fd_, buf_.get(), kStdinChunk, MSG_DONTWAIT);
+    if (n < 0) {
       if (errno == EINTR) continue;
-      fail_io("waiting on ", errno);
-      return a;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      FailIo("reading reply from ", errno);
+      return false;
     }
-    if (ready == 0) continue;  // the deadline or a heartbeat is due: checked at the top
-    if ((p.revents & POLLOUT) != 0) can_write = true;
-    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    if (n == 0) {
+      const bool nothing = !AnythingReceived();
+      End(pool_->OrShuttingDown(Status::IoError(
+              where_ + " closed the connection " +
+              (nothing ? "without replying" : "before the end of its reply (no END_REQUEST)"))),
+          nothing ? ConnectionFate::kFoundClosed : ConnectionFate::kClose);
+      return false;
+    }
+    attempt_.phase = RequestPhase::kReading;
+    if (Status s = Consume(buf_.get(), static_cast<size_t>(n)); !s.ok()) {
+      End(std::move(s), ConnectionFate::kClose);
+      return false;
+    }
+    if (collector_.done()) {
+      attempt_.phase = RequestPhase::kEnded;
+      attempt_.status = collector_.Finish(&attempt_.response);
+      attempt_.fate =
+          Sent() && reader_.buffered() == 0 ? ConnectionFate::kKeep : ConnectionFate::kClose;
+      return false;
+    }
+  }
+  return true;
+}
 
-    // Read everything there is.
-    for (int rounds = 0; rounds < 16; ++rounds) {
-      const ssize_t n = ::recv(fd, buf.get(), kStdinChunk, MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        fail_io("reading reply from ", errno);
-        return a;
-      }
-      if (n == 0) {
-        const bool nothing = !collector.started() && reader.buffered() == 0;
-        a.status = OrShuttingDown(Status::IoError(where + " closed the connection " +
-                                                  (nothing ? "without replying"
-                                                           : "before the end of its reply (no "
-                                                             "END_REQUEST)")));
-        a.stale = nothing;
-        return a;
-      }
-      reader.Feed(buf.get(), static_cast<size_t>(n));
-      for (;;) {
-        std::optional<protocol::RecordReader::Record> record;
-        Status s = reader.Next(&record);
-        if (s.ok() && record) s = collector.Consume(*record);
-        a.reply_started = collector.started();
-        if (!s.ok()) {
-          a.status = s;
-          return a;
-        }
-        if (!record) break;
-        if (collector.done()) {
-          a.status = collector.Finish(&a.response);
-          a.fully_sent = stdin_done && out_pos == out.size();
-          a.reusable = a.fully_sent && reader.buffered() == 0;
-          return a;
-        }
+Status Client::Pool::Exchange::Consume(const char* data, size_t size) {
+  reader_.Feed(data, size);
+  while (!collector_.done()) {
+    std::optional<protocol::RecordReader::Record> record;
+    Status s = reader_.Next(&record);
+    if (s.ok() && record) s = collector_.Consume(*record);
+    if (!s.ok()) return s;
+    if (!record) break;
+  }
+  return Status::Ok();
+}
+
+void Client::Pool::Exchange::End(Status status, ConnectionFate fate) {
+  attempt_.status = std::move(status);
+  attempt_.fate = fate;
+  attempt_.response.stderr_output = collector_.TakeStderr();
+}
+
+void Client::Pool::Exchange::FailIo(const char* what, int err) {
+  const bool found_closed = IsStaleConnectionError(err) && !AnythingReceived();
+  End(pool_->OrShuttingDown(Status::FromErrno(Status::Code::kIoError, what + where_, err)),
+      found_closed ? ConnectionFate::kFoundClosed : ConnectionFate::kClose);
+}
+
+bool Client::Pool::MayRetry(const Attempt& attempt, const Connection& conn, const Call& call,
+                            int number) const {
+  if (attempt.fate != ConnectionFate::kFoundClosed || !conn.reused || number != 1) return false;
+  if (Clock::now() >= call.deadline) return false;
+  // A reused connection that fails before any reply byte is usually one the backend closed
+  // while idle. But a script that died after reading the whole request looks the same, so a
+  // request that is not idempotent (a POST that may have saved a message) is retried only when
+  // it failed while still being written.
+  return attempt.phase == RequestPhase::kSending || call.idempotency == Idempotency::kIdempotent;
+}
+
+bool Client::Pool::DropForRetry(std::unique_ptr<Connection>* conn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) return false;
+  auto slot = std::find(busy_fds_.begin(), busy_fds_.end(), (*conn)->fd.get());
+  if (slot != busy_fds_.end()) *slot = -1;
+  conn->reset();  // under the lock, like Release: the fd number is not reused while listed
+  return true;
+}
+
+void Client::Pool::Attempts(Call* call, Lease* lease, Result* result) {
+  for (;;) {
+    result->attempts++;
+    if (!lease->conn) {
+      if (Status s = Connect(&lease->conn); !s.ok()) {
+        result->status = std::move(s);
+        result->phase = RequestPhase::kConnecting;
+        return;
       }
     }
+    Attempt a = Exchange(this, lease->conn.get(), call).Run();
+    if (MayRetry(a, *lease->conn, *call, result->attempts) && DropForRetry(&lease->conn)) continue;
+    result->status = std::move(a.status);
+    result->phase = a.phase;
+    if (result->status.ok()) {
+      result->response = std::move(a.response);
+    } else {
+      result->response.stderr_output = std::move(a.response.stderr_output);
+    }
+    lease->Release(a.fate == ConnectionFate::kKeep);
+    return;
   }
 }
 
 Result Client::Pool::Execute(const Params& params, std::shared_ptr<const Body> body,
-                             Clock::time_point deadline, const std::function<void()>& heartbeat,
+                             Clock::time_point deadline, Idempotency idempotency,
+                             const std::function<void()>& heartbeat,
                              std::chrono::milliseconds heartbeat_interval) {
   Result result;
   const auto started = Clock::now();
@@ -471,18 +631,6 @@ Result Client::Pool::Execute(const Params& params, std::shared_ptr<const Body> b
     }
     ++in_flight_;
   }
-  Call call;
-  call.params = &params;
-  for (const auto& [name, value] : params) {
-    if (name == "REQUEST_METHOD") call.idempotent = value == "GET" || value == "HEAD";
-  }
-  call.body = body.get();
-  call.deadline = deadline;
-  call.heartbeat = &heartbeat;
-  call.beats = static_cast<bool>(heartbeat);
-  call.heartbeat_interval = heartbeat_interval;
-  call.next_beat = started + heartbeat_interval;
-
   // Keeps the books straight whatever happens below, an exception included.
   struct Leaving {
     Pool* pool;
@@ -491,48 +639,23 @@ Result Client::Pool::Execute(const Params& params, std::shared_ptr<const Body> b
       if (--pool->in_flight_ == 0) pool->drained_.notify_all();
     }
   } leaving{this};
+
+  Call call;
+  call.params = &params;
+  call.idempotency = idempotency;
+  call.body = body.get();
+  call.deadline = deadline;
+  call.heartbeat = &heartbeat;
+  call.beats = static_cast<bool>(heartbeat);
+  call.heartbeat_interval = heartbeat_interval;
+  call.next_beat = started + heartbeat_interval;
+
   std::unique_ptr<Connection> conn;
-  bool holding = false;   // one entry of busy_fds_ is ours
-  bool reusable = false;  // the exchange ended cleanly: the connection may serve another
-  try {
-    result.status = Acquire(&call, &conn);
-    holding = result.status.ok();
-    while (holding) {
-      if (!conn) {
-        result.attempts++;
-        if (Status s = Connect(&conn); !s.ok()) {
-          result.status = s;
-          break;
-        }
-      } else if (result.attempts == 0) {
-        result.attempts++;
-      }
-      Attempt a = Run(conn.get(), &call);
-      // A reused connection that fails before any reply byte is usually one the backend closed
-      // while idle. But a script that died after reading the whole request looks the same, so a
-      // request that is not idempotent (a POST that may have saved a message) is retried only
-      // when it failed while still being written.
-      const bool retry = a.stale && conn->reused && !a.reply_started &&
-                         (call.idempotent || !a.fully_sent) && Clock::now() < call.deadline &&
-                         result.attempts == 1;
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (retry && !stopping_) {
-        // Close the stale connection but keep its slot for a fresh one.
-        auto slot = std::find(busy_fds_.begin(), busy_fds_.end(), conn->fd.get());
-        if (slot != busy_fds_.end()) *slot = -1;
-        conn.reset();
-        continue;
-      }
-      result.status = std::move(a.status);
-      if (result.status.ok()) result.response = std::move(a.response);
-      reusable = a.reusable;
-      break;
-    }
-  } catch (...) {
-    if (holding) Release(std::move(conn), false);
-    throw;
+  result.status = Acquire(&call, &conn);
+  if (result.status.ok()) {
+    Lease lease(this, std::move(conn));  // the slot is ours until the lease ends
+    Attempts(&call, &lease, &result);
   }
-  if (holding) Release(std::move(conn), reusable);
   result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
   return result;
 }
@@ -548,9 +671,11 @@ Status Client::Create(const ClientOptions& options, std::unique_ptr<Client>* out
 }
 
 Result Client::Execute(const Params& params, std::shared_ptr<const Body> body,
-                       Clock::time_point deadline, const std::function<void()>& heartbeat,
+                       Clock::time_point deadline, Idempotency idempotency,
+                       const std::function<void()>& heartbeat,
                        std::chrono::milliseconds heartbeat_interval) {
-  return pool_->Execute(params, std::move(body), deadline, heartbeat, heartbeat_interval);
+  return pool_->Execute(params, std::move(body), deadline, idempotency, heartbeat,
+                        heartbeat_interval);
 }
 
 ClientStats Client::stats() const {

@@ -27,10 +27,29 @@ struct ClientOptions {
   uint32_t max_requests_per_connection = 500;     // then a fresh connection (0 = no limit)
 };
 
+// Whether a request may run twice. A kept-alive connection the backend closed while it sat idle
+// looks like any other failure until a request is sent on it, so the client retries once on a
+// fresh connection when the old one fails before any reply byte: always while the request was
+// still being written (no script can have read it whole), and after it went out whole only when
+// the caller says running it twice does no harm.
+enum class Idempotency { kNotIdempotent, kIdempotent };
+
+// How far a request got, so that callers decide by kind rather than by message text. On failure,
+// the phase that failed.
+enum class RequestPhase {
+  kWaiting,        // for a free connection (the pool stayed busy, or the client stopped)
+  kConnecting,     // connect() refused, or not accepted in time: the backend takes no connections
+  kSending,        // writing the request (params, then the body as STDIN)
+  kAwaitingReply,  // the whole request went out; no reply byte yet (a script may be running it)
+  kReading,        // some of the reply arrived
+  kEnded,          // END_REQUEST arrived (the reply may still be malformed CGI)
+};
+
 struct Result {
   Status status;      // not ok: no usable reply (connect, timeout, I/O, protocol, size)
-  Response response;  // filled when status is ok (stderr_output also on protocol errors)
-  int attempts = 0;   // connections tried (a retry happens only when nothing was received)
+  Response response;  // filled when status is ok; stderr_output on every outcome
+  RequestPhase phase = RequestPhase::kWaiting;
+  int attempts = 0;  // connections tried (a retry happens only when nothing was received)
   std::chrono::microseconds elapsed{0};
 };
 
@@ -51,12 +70,12 @@ class Client {
 
   // Sends one request (params, then body as STDIN; body may be null) and waits for the reply.
   // A request that fails on a reused connection before any reply byte is retried once on a
-  // fresh one if it is idempotent (REQUEST_METHOD GET/HEAD) or had not been fully written.
+  // fresh one if it had not been fully written or is kIdempotent (see Idempotency).
   // The deadline covers waiting for a connection, connecting, sending and receiving. While it
   // waits, heartbeat (if set) runs on the calling thread every heartbeat_interval (a milter
   // uses it to tell the MTA it is still working).
   Result Execute(const Params& params, std::shared_ptr<const Body> body, Clock::time_point deadline,
-                 const std::function<void()>& heartbeat = nullptr,
+                 Idempotency idempotency, const std::function<void()>& heartbeat = nullptr,
                  std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(10));
 
   ClientStats stats() const;

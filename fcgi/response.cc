@@ -113,9 +113,16 @@ Status ResponseCollector::Finish(Response* out) {
   if (!done_) return Status::ProtocolError("reply ended before END_REQUEST");
   *out = Response();
   out->app_status = end_.app_status;
-  out->stderr_output = std::move(stderr_);
-  if (stderr_truncated_) out->stderr_output += " [truncated]";
+  out->stderr_output = TakeStderr();
   return ParseCgiOutput(stdout_, out);
+}
+
+std::string ResponseCollector::TakeStderr() {
+  std::string out = std::move(stderr_);
+  stderr_.clear();
+  if (stderr_truncated_) out += " [truncated]";
+  stderr_truncated_ = false;
+  return out;
 }
 
 }  // namespace fcgi

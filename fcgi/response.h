@@ -41,6 +41,9 @@ class ResponseCollector {
   bool started() const { return started_; }
   // After done(): parses STDOUT into *out (moves the collected data).
   Status Finish(Response* out);
+  // The STDERR collected so far (moved out), marked when truncated: a failed request keeps its
+  // script's warnings for the log.
+  std::string TakeStderr();
 
  private:
   uint16_t request_id_;

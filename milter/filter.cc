@@ -712,11 +712,15 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
       preview.resize(filled);
     }
   }
+  // Validating twice is harmless; a save may have stored the message.
+  const fcgi::Idempotency idempotency = stage == mail::Stage::kValidate
+                                            ? fcgi::Idempotency::kIdempotent
+                                            : fcgi::Idempotency::kNotIdempotent;
   fcgi::Result result;
   {
     InProgress request(&g_in_flight);
-    result =
-        backends_->Execute(params, std::move(body), deadline, heartbeat, std::chrono::seconds(10));
+    result = backends_->Execute(params, std::move(body), deadline, idempotency, heartbeat,
+                                std::chrono::seconds(10));
   }
   mail::BackendOutcome outcome;
   outcome.transport = result.status;

@@ -51,7 +51,7 @@ class BackendPoolTest : public ::testing::Test {
   Result Who(BackendPool* pool) {
     return pool->Execute(
         {{"SCRIPT_FILENAME", shared_script_}, {"REQUEST_METHOD", "GET"}, {"CONTENT_LENGTH", "0"}},
-        nullptr, Client::Clock::now() + std::chrono::seconds(5));
+        nullptr, Client::Clock::now() + std::chrono::seconds(5), fcgi::Idempotency::kIdempotent);
   }
 
   void ShareScript() {

@@ -1,6 +1,9 @@
-// The FastCGI client against a real php-fpm: GET and POST, large bodies, STDERR, Status codes,
-// deadlines, a stopped backend, pool limits, connection reuse and retirement, shutting down.
+// The FastCGI client against a real php-fpm: GET and POST, large bodies, STDERR (kept on every
+// outcome), Status codes, deadlines, a stopped backend, pool limits, connection reuse, retries
+// the caller allows, retirement, shutting down.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
@@ -9,10 +12,12 @@
 
 #include "fcgi/client.h"
 #include "tests/support/php_fpm.h"
+#include "tests/support/temp_dir.h"
 
 namespace {
 
 using fcgi::Client;
+using fcgi::Idempotency;
 using fcgi::Params;
 using fcgi::Result;
 using fcgi::Status;
@@ -85,7 +90,7 @@ class FcgiClientTest : public ::testing::Test {
 
   Result Get(Client* client, const std::string& script, const std::string& query = "") {
     return client->Execute(ScriptParams(script, "GET", query, 0), nullptr,
-                           Client::Clock::now() + kDeadline);
+                           Client::Clock::now() + kDeadline, Idempotency::kIdempotent);
   }
 
   std::unique_ptr<PhpFpm> php_;
@@ -116,8 +121,9 @@ TEST_F(FcgiClientTest, PostOfTwentyMebibytesArrivesByteExact) {
     c = static_cast<char>(x >> 24);
   }
   auto body = std::make_shared<fcgi::StringBody>(data);
-  Result r = client->Execute(ScriptParams(echo_, "POST", "", data.size()), body,
-                             Client::Clock::now() + std::chrono::seconds(30));
+  Result r =
+      client->Execute(ScriptParams(echo_, "POST", "", data.size()), body,
+                      Client::Clock::now() + std::chrono::seconds(30), Idempotency::kNotIdempotent);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   auto j = nlohmann::json::parse(r.response.body);
   EXPECT_EQ(j["method"], "POST");
@@ -137,7 +143,7 @@ TEST_F(FcgiClientTest, SpooledBodyStreamsFromItsTempFile) {
   }
   ASSERT_TRUE(spool->spilled());
   Result r = client->Execute(ScriptParams(echo_, "POST", "", spool->size()), spool,
-                             Client::Clock::now() + kDeadline);
+                             Client::Clock::now() + kDeadline, Idempotency::kNotIdempotent);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   auto j = nlohmann::json::parse(r.response.body);
   EXPECT_EQ(j["input_length"], all.size());
@@ -174,7 +180,7 @@ TEST_F(FcgiClientTest, ScriptSleepingPastTheDeadlineTimesOut) {
   auto client = MakeClient();
   const auto start = Client::Clock::now();
   Result r = client->Execute(ScriptParams(script, "GET", "", 0), nullptr,
-                             start + std::chrono::milliseconds(700));
+                             start + std::chrono::milliseconds(700), Idempotency::kIdempotent);
   const auto took = Client::Clock::now() - start;
   EXPECT_EQ(r.status.code(), Status::Code::kTimeout) << r.status.ToString();
   EXPECT_LT(took, std::chrono::seconds(3));
@@ -241,7 +247,8 @@ TEST_F(FcgiClientTest, WaitingForABusyPoolEndsAtTheDeadline) {
   std::thread slow([&] { EXPECT_TRUE(Get(client.get(), script).status.ok()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   Result r = client->Execute(ScriptParams(echo_, "GET", "", 0), nullptr,
-                             Client::Clock::now() + std::chrono::milliseconds(300));
+                             Client::Clock::now() + std::chrono::milliseconds(300),
+                             Idempotency::kIdempotent);
   EXPECT_EQ(r.status.code(), Status::Code::kTimeout);
   EXPECT_NE(r.status.message().find("free connection"), std::string::npos) << r.status.message();
   slow.join();
@@ -260,6 +267,7 @@ TEST_F(FcgiClientTest, HeartbeatRunsOnTheCallingThreadWhileWaiting) {
   bool same_thread = true;
   Result r = client->Execute(
       ScriptParams(script, "GET", "", 0), nullptr, Client::Clock::now() + kDeadline,
+      Idempotency::kIdempotent,
       [&] {
         beats++;
         same_thread = same_thread && std::this_thread::get_id() == caller;
@@ -285,9 +293,9 @@ posix_kill(getmypid(), 9);
   auto client = MakeClient(1);
   ASSERT_TRUE(Get(client.get(), echo_).status.ok());  // the next request reuses this connection
   const std::string data = "subject=x&body=message";
-  Result r =
-      client->Execute(ScriptParams(script, "POST", "", data.size()),
-                      std::make_shared<fcgi::StringBody>(data), Client::Clock::now() + kDeadline);
+  Result r = client->Execute(ScriptParams(script, "POST", "", data.size()),
+                             std::make_shared<fcgi::StringBody>(data),
+                             Client::Clock::now() + kDeadline, Idempotency::kNotIdempotent);
   EXPECT_FALSE(r.status.ok());
   EXPECT_EQ(r.attempts, 1) << r.status.ToString();
   EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");
@@ -359,6 +367,116 @@ echo 'PASS';
   EXPECT_NE(r.status.message().find("shutting down"), std::string::npos) << r.status.message();
   EXPECT_EQ(r.attempts, 1);
   EXPECT_EQ(testing_support::ReadFile(php_->data_dir() + "/runs"), "run\n");
+}
+
+}  // namespace
+
+namespace {
+
+// A failure carries its evidence: the STDERR a script wrote before it failed is in the Result.
+
+TEST_F(FcgiClientTest, ScriptTimingOutKeepsTheStderrItWrote) {
+  StartPhp();
+  // flush() sends php-fpm's buffered STDERR record at once, as a script's output would be.
+  const std::string script = php_->AddScript("hang.php", R"php(<?php
+error_log("about to hang on the database", 4);
+flush();
+sleep(5);
+echo 'PASS';
+)php");
+  auto client = MakeClient();
+  Result r = client->Execute(ScriptParams(script, "GET", "", 0), nullptr,
+                             Client::Clock::now() + std::chrono::milliseconds(700),
+                             Idempotency::kIdempotent);
+  EXPECT_EQ(r.status.code(), Status::Code::kTimeout) << r.status.ToString();
+  EXPECT_EQ(r.phase, fcgi::RequestPhase::kReading);
+  EXPECT_NE(r.response.stderr_output.find("about to hang on the database"), std::string::npos)
+      << r.response.stderr_output;
+}
+
+TEST_F(FcgiClientTest, ReplyPastMaxReplyBytesKeepsTheStderrItWrote) {
+  StartPhp();
+  const std::string script = php_->AddScript("flood.php", R"php(<?php
+error_log("dumping the whole table", 4);
+echo str_repeat("x", 200000);
+)php");
+  fcgi::ClientOptions o = BaseOptions();
+  o.max_reply_bytes = 1000;
+  auto client = MakeClient(o);
+  Result r = Get(client.get(), script);
+  EXPECT_EQ(r.status.code(), Status::Code::kTooLarge) << r.status.ToString();
+  EXPECT_NE(r.response.stderr_output.find("dumping the whole table"), std::string::npos)
+      << r.response.stderr_output;
+}
+
+TEST(FcgiClientBrokenPeerTest, ReplyBreakingTheProtocolKeepsTheStderrBeforeIt) {
+  // php-fpm never breaks the protocol; a peer made to: STDERR, then a record for another request.
+  testing_support::TempDir dir;
+  const std::string path = dir.path() + "/broken.sock";
+  fcgi::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  std::thread peer([&] {
+    fcgi::UniqueFd c(::accept(listener.get(), nullptr, nullptr));
+    // The request ends with the empty STDIN record.
+    const std::string end_of_request("\x01\x05\x00\x01\x00\x00\x00\x00", 8);
+    std::string request;
+    char buf[4096];
+    while (request.size() < end_of_request.size() ||
+           request.compare(request.size() - end_of_request.size(), end_of_request.size(),
+                           end_of_request) != 0) {
+      const ssize_t n = ::read(c.get(), buf, sizeof buf);
+      if (n <= 0) return;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    std::string reply;
+    fcgi::protocol::AppendRecord(&reply, fcgi::protocol::RecordType::kStderr, 1,
+                                 "PHP Warning: the reply below is for someone else");
+    fcgi::protocol::AppendRecord(&reply, fcgi::protocol::RecordType::kStdout, 2, "SAVED");
+    EXPECT_EQ(::write(c.get(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  });
+  fcgi::ClientOptions o;
+  ASSERT_TRUE(fcgi::BackendAddress::Parse("unix", path, &o.address).ok());
+  std::unique_ptr<Client> client;
+  ASSERT_TRUE(Client::Create(o, &client).ok());
+  Result r = client->Execute({{"REQUEST_METHOD", "GET"}}, nullptr, Client::Clock::now() + kDeadline,
+                             Idempotency::kIdempotent);
+  peer.join();
+  EXPECT_EQ(r.status.code(), Status::Code::kProtocolError) << r.status.ToString();
+  EXPECT_NE(r.response.stderr_output.find("the reply below is for someone else"), std::string::npos)
+      << r.response.stderr_output;
+}
+
+TEST_F(FcgiClientTest, TheCallerNotTheMethodSaysWhetherARequestMayRunTwice) {
+  StartPhp();
+  // Records each run, then dies the hard way after reading the whole request.
+  const std::string script = php_->AddScript("die.php", R"php(<?php
+file_put_contents(getenv('DUMP_DIR') . '/runs', $_SERVER['REQUEST_METHOD'] . "\n", FILE_APPEND);
+posix_kill(getmypid(), 9);
+)php");
+  auto client = MakeClient(1);
+  const std::string runs = php_->data_dir() + "/runs";
+
+  // A GET the caller calls unsafe runs once, even on a reused connection.
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());  // the next request reuses this connection
+  Result get = client->Execute(ScriptParams(script, "GET", "", 0), nullptr,
+                               Client::Clock::now() + kDeadline, Idempotency::kNotIdempotent);
+  EXPECT_FALSE(get.status.ok());
+  EXPECT_EQ(get.attempts, 1) << get.status.ToString();
+  EXPECT_EQ(testing_support::ReadFile(runs), "GET\n");
+
+  // A POST the caller calls idempotent is sent again on a fresh connection.
+  ASSERT_TRUE(Get(client.get(), echo_).status.ok());
+  const std::string data = "x=1";
+  Result post = client->Execute(ScriptParams(script, "POST", "", data.size()),
+                                std::make_shared<fcgi::StringBody>(data),
+                                Client::Clock::now() + kDeadline, Idempotency::kIdempotent);
+  EXPECT_FALSE(post.status.ok());
+  EXPECT_EQ(post.attempts, 2) << post.status.ToString();
+  EXPECT_EQ(testing_support::ReadFile(runs), "GET\nPOST\nPOST\n");
 }
 
 }  // namespace
