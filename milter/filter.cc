@@ -605,6 +605,15 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   options.client.max_reply_bytes = config.max_reply_size;
   options.client.max_connections = config.fcgi_max_connections;
   options.client.keep_alive = config.fcgi_keep_alive;
+  options.on_health_change = [](const fcgi::BackendAddress& backend, bool up,
+                                const fcgi::Status& why) {
+    if (up) {
+      LOG_INFO("FastCGI backend %s is back up", backend.ToString().c_str());
+    } else {
+      LOG_WARNING("FastCGI backend %s is down, skipped until it accepts connections: %s",
+                  backend.ToString().c_str(), why.ToString().c_str());
+    }
+  };
   if (fcgi::Status s = fcgi::BackendPool::Create(options, &f->backends_); !s.ok()) return s;
   std::string server_name = config.server_name;
   if (server_name.empty()) {
