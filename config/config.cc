@@ -334,6 +334,12 @@ const KeySpec kKeys[] = {
     if (err.empty()) c.body_line_endings = word == "crlf" ? LineEnding::kCrlf : LineEnding::kLf;
     return err;
   }},
+  {"save_mode", false, [](const Json& v, Config& c) {
+    std::string word;
+    std::string err = ReadChoice(v, {"form", "raw"}, &word);
+    if (err.empty()) c.save_mode = word == "raw" ? SaveMode::kRaw : SaveMode::kForm;
+    return err;
+  }},
   {"spool_directory", false, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, false, &c.spool_directory);
   }},
@@ -347,10 +353,10 @@ const KeySpec kKeys[] = {
     return ReadBytes(v, 1, &c.max_reply_size);
   }},
   {"php_max_input_vars", false, [](const Json& v, Config& c) {
-    // 0, or enough for the fixed save fields and one recipient (16 variables).
-    if (!v.is_number_unsigned() || (v.get<uint64_t>() != 0 && v.get<uint64_t>() < 16) ||
+    // 0, or enough for the fixed save fields and one recipient (17 variables in a form).
+    if (!v.is_number_unsigned() || (v.get<uint64_t>() != 0 && v.get<uint64_t>() < 17) ||
         v.get<uint64_t>() > 100000000) {
-      return Expected("0 (no limit) or PHP's max_input_vars, a whole number from 16", v);
+      return Expected("0 (no limit) or PHP's max_input_vars, a whole number from 17", v);
     }
     c.php_max_input_vars = v.get<uint64_t>();
     return std::string();
@@ -741,6 +747,7 @@ std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
       {"validate_timeout", num(c.validate_timeout)},
       {"save_timeout", num(c.save_timeout)},
       {"body_line_endings", c.body_line_endings == LineEnding::kCrlf ? "crlf" : "lf"},
+      {"save_mode", c.save_mode == SaveMode::kRaw ? "raw" : "form"},
       {"spool_directory", c.spool_directory},
       {"spool_threshold", std::to_string(c.spool_threshold)},
       {"max_message_size", std::to_string(c.max_message_size)},

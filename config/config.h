@@ -15,6 +15,7 @@ namespace config {
 
 enum class ConnectionType { kUnix, kTcp };
 enum class LineEnding { kLf, kCrlf };
+enum class SaveMode { kForm, kRaw };
 
 struct BackendSpec {
   ConnectionType type = ConnectionType::kUnix;
@@ -40,6 +41,9 @@ struct Config {
   double validate_timeout = 20.0;     // seconds for a whole validate request; < Postfix's 30 s
   double save_timeout = 240.0;        // seconds for a whole save request; < Postfix's 300 s
   LineEnding body_line_endings = LineEnding::kLf;  // line endings of the `body` form field
+  // "form": the original processor's urlencoded form. "raw": the message is the request body
+  // (message/rfc822), streamed unencoded; the other fields are the query string ($_GET).
+  SaveMode save_mode = SaveMode::kForm;
   std::string spool_directory = "/var/tmp";        // absolute; where large messages spill
   uint64_t spool_threshold = 1048576;  // bytes of a message kept in memory before spilling
   uint64_t max_message_size = 0;       // bytes of raw message, 0 = unlimited; over -> 552 5.3.4

@@ -347,7 +347,9 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
     m.encoder = std::make_unique<mail::RawMessageEncoder>(
         cfg.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
                                                            : mail::LineEnding::kLf,
-        [spool](std::string_view encoded) { return spool->Append(encoded); });
+        [spool](std::string_view encoded) { return spool->Append(encoded); },
+        m.filter->save_mode() == mail::SaveMode::kRaw ? mail::BodyEncoding::kRaw
+                                                      : mail::BodyEncoding::kForm);
     return Continue(s, SMFIP_NR_MAIL);
   });
 }
@@ -508,6 +510,7 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
       return Answer(ctx, failure, SMFIS_CONTINUE);
     }
     m.envelope.message_size = m.encoder->raw_size();
+    m.envelope.idempotency_key = mail::IdempotencyKey(m.envelope, m.encoder->digest());
     if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
     if (m.spool->spilled()) {
       metrics::CountSpill();
@@ -520,11 +523,12 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
     metrics::CountMessage(mail::ActionName(v.action));
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
-    LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu verdict=%s%s%s%s%s time=%lldms",
+    LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu key=%s verdict=%s%s%s%s%s time=%lldms",
              m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
              m.envelope.client_ip.c_str(), m.envelope.mail_from.c_str(),
              m.envelope.recipients.size(), static_cast<unsigned long long>(m.envelope.message_size),
-             mail::ActionName(v.action), v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(),
+             m.envelope.idempotency_key.c_str(), mail::ActionName(v.action),
+             v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(),
              v.reason.empty() ? "" : " reason=", v.reason.c_str(), static_cast<long long>(ms));
     const sfsistat answer = Answer(ctx, v, SMFIS_CONTINUE);
     s->message.reset();
@@ -628,8 +632,8 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   };
   f->validate_ = MakeTarget(config.fcgi_script_filename_validate);
   f->save_ = MakeTarget(config.fcgi_script_filename_save);
-  f->max_recipients_ =
-      config.php_max_input_vars == 0 ? 0 : mail::MaxRecipientsWithin(config.php_max_input_vars);
+  f->save_mode_ =
+      config.save_mode == config::SaveMode::kRaw ? mail::SaveMode::kRaw : mail::SaveMode::kForm;
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
   std::string bad;
@@ -763,10 +767,10 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
                                Exchange* trace) const {
   mail::Verdict accept;
   accept.action = mail::Verdict::Action::kAccept;
-  if (max_recipients_ != 0 && envelope.recipients.size() >= max_recipients_) {
-    // The save form would pass the script's max_input_vars: the sender delivers the rest in
-    // another transaction (RFC 5321's 452 for too many recipients).
-    mail::Verdict full = mail::TooManyRecipients(max_recipients_);
+  if (!mail::SaveHasRoomFor(save_mode_, config_.php_max_input_vars, envelope, recipient)) {
+    // The save request would pass the script's max_input_vars (or, in raw mode, one FastCGI
+    // params record): the sender delivers the rest in another transaction (RFC 5321's 452).
+    mail::Verdict full = mail::TooManyRecipients(envelope.recipients.size());
     if (trace != nullptr) {
       trace->skipped = true;
       trace->verdict = full;
@@ -795,28 +799,41 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
 mail::Verdict Filter::Save(const mail::Envelope& envelope,
                            std::shared_ptr<const fcgi::Body> encoded_message,
                            const std::function<void()>& heartbeat, Exchange* trace) const {
-  // The body first: PHP stops parsing a form at max_input_vars, and it must never lose the body.
-  std::string fields = mail::BuildSaveFormFields(envelope);
-  if (trace != nullptr) {
-    // `try` shows the fields, then the start of the message.
-    std::string head(std::min<uint64_t>(encoded_message->size(), 16384), '\0');
-    size_t filled = 0;
-    while (filled < head.size()) {
-      size_t got = 0;
-      if (!encoded_message->ReadAt(filled, head.data() + filled, head.size() - filled, &got).ok() ||
-          got == 0) {
-        break;
+  std::shared_ptr<const fcgi::Body> body;
+  std::string query;
+  const char* content_type;
+  if (save_mode_ == mail::SaveMode::kRaw) {
+    // The message itself, streamed from the spool; the envelope in $_GET.
+    query = mail::BuildSaveQuery(envelope);
+    content_type = "message/rfc822";
+    if (trace != nullptr) trace->form_preview = query;
+    body = std::move(encoded_message);
+  } else {
+    // The body first: PHP stops parsing a form at max_input_vars, and it must never lose the body.
+    std::string fields = mail::BuildSaveFormFields(envelope);
+    content_type = "application/x-www-form-urlencoded";
+    if (trace != nullptr) {
+      // `try` shows the fields, then the start of the message.
+      std::string head(std::min<uint64_t>(encoded_message->size(), 16384), '\0');
+      size_t filled = 0;
+      while (filled < head.size()) {
+        size_t got = 0;
+        if (!encoded_message->ReadAt(filled, head.data() + filled, head.size() - filled, &got)
+                 .ok() ||
+            got == 0) {
+          break;
+        }
+        filled += got;
       }
-      filled += got;
+      head.resize(filled);
+      trace->form_preview = std::string(mail::kSaveFormBodyPrefix) + head + fields;
     }
-    head.resize(filled);
-    trace->form_preview = std::string(mail::kSaveFormBodyPrefix) + head + fields;
+    body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
+        std::make_shared<fcgi::StringBody>(std::string(mail::kSaveFormBodyPrefix)),
+        std::move(encoded_message), std::make_shared<fcgi::StringBody>(std::move(fields))});
   }
-  auto body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
-      std::make_shared<fcgi::StringBody>(std::string(mail::kSaveFormBodyPrefix)),
-      std::move(encoded_message), std::make_shared<fcgi::StringBody>(std::move(fields))});
-  fcgi::Params params = RequestParams(save_, envelope, "POST", "", body->size());
-  params.emplace_back("CONTENT_TYPE", "application/x-www-form-urlencoded");
+  fcgi::Params params = RequestParams(save_, envelope, "POST", std::move(query), body->size());
+  params.emplace_back("CONTENT_TYPE", content_type);
   return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout,
              heartbeat, trace);
 }

@@ -60,6 +60,7 @@ class Filter {
 
   const config::Config& config() const { return config_; }
   const fcgi::BackendPool& backends() const { return *backends_; }
+  mail::SaveMode save_mode() const { return save_mode_; }
 
   // One validate request for `recipient` and its verdict (accept without a request when no
   // validate script is set or a skip rule matches; 452 4.5.3 without a request when the
@@ -90,7 +91,7 @@ class Filter {
   mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
   mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
   mail::NetworkList validate_skip_networks_;
-  size_t max_recipients_ = 0;  // per transaction, from php_max_input_vars; 0 = no limit
+  mail::SaveMode save_mode_ = mail::SaveMode::kForm;
 };
 
 }  // namespace milter

@@ -76,10 +76,10 @@ Verdict TemporaryFailure(std::string reason) {
   return Make(Verdict::Action::kTempfail, "451", "4.3.0", kTempfailText, std::move(reason));
 }
 
-Verdict TooManyRecipients(size_t limit) {
+Verdict TooManyRecipients(size_t count) {
   return Make(Verdict::Action::kTempfail, "452", "4.5.3", "Too many recipients",
-              "transaction already has " + std::to_string(limit) +
-                  " recipients, the most a save form carries within php_max_input_vars");
+              "transaction already has " + std::to_string(count) +
+                  " recipients, the most one save request carries within php_max_input_vars");
 }
 
 Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy) {

@@ -52,8 +52,9 @@ enum class FailurePolicy { kTempfail, kAccept, kReject };
 // decides it (backend trouble, a local failure, a script's unusable tempfail).
 Verdict TemporaryFailure(std::string reason);
 
-// 452 4.5.3: a transaction already holds `limit` recipients; the sender sends the rest again.
-Verdict TooManyRecipients(size_t limit);
+// 452 4.5.3: a transaction already holds `count` recipients, as many as one save request can
+// carry; the sender sends the rest again.
+Verdict TooManyRecipients(size_t count);
 
 // validate: PASS -> accept; script REJECT/TEMPFAIL honoured; other non-empty reply -> 550 5.1.1.
 // save: SAVED -> accept; REJECT/TEMPFAIL/DISCARD honoured; anything else -> 451 4.3.0.

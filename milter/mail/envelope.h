@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "milter/mail/digest.h"
+
 namespace mail {
 
 struct Envelope {
@@ -26,7 +28,13 @@ struct Envelope {
   std::string queue_id;                 // {i}
   std::string subject;                  // decoded to UTF-8
   uint64_t message_size = 0;            // bytes of the raw message as sent in `body`
+  std::string idempotency_key;          // IdempotencyKey(), set at end of message
 };
+
+// How a save request carries the message. kForm: the original processor's urlencoded form, the
+// message in its `body` field. kRaw: the message itself is the request body
+// (Content-Type: message/rfc822) and the other fields are the query string ($_GET).
+enum class SaveMode { kForm, kRaw };
 
 // Removes one pair of surrounding angle brackets (and surrounding spaces) from a MAIL/RCPT
 // argument: "<a@b>" -> "a@b", "<>" -> "".
@@ -43,9 +51,30 @@ inline constexpr std::string_view kSaveFormBodyPrefix = "body=";
 // Every save field but `body`, each preceded by '&', to follow the encoded message.
 std::string BuildSaveFormFields(const Envelope& envelope);
 
-// How many variables PHP counts in a save form for n recipients (rcpt_to_0.. and each rcpt_to[]
-// element count one each), and the most recipients whose form stays within max_input_vars.
-size_t SaveFormVariables(size_t recipients);
-size_t MaxRecipientsWithin(size_t max_input_vars);
+// The QUERY_STRING of a raw-mode save: the same fields as the form but body, with the
+// recipients only as rcpt_to[] ($_GET['rcpt_to'] is an array) and the subject cut to 998 bytes
+// (on a UTF-8 character boundary), so the query stays within one FastCGI params record.
+std::string BuildSaveQuery(const Envelope& envelope);
+
+// How many variables PHP counts in a save request for n recipients (every rcpt_to_N and each
+// rcpt_to[] element count one), and the most recipients that stay within max_input_vars.
+size_t SaveVariables(SaveMode mode, size_t recipients);
+size_t MaxRecipientsWithin(SaveMode mode, size_t max_input_vars);
+
+// Bytes of a raw-mode query the recipients may take: QUERY_STRING and REQUEST_URI both carry
+// it, and every FastCGI param must fit one 65535-byte record.
+inline constexpr size_t kRawQueryRecipientBytes = 24 * 1024;
+
+// Whether the save request can carry `next` besides the recipients already in the envelope:
+// within max_input_vars PHP variables (0: no limit) and, in raw mode, kRawQueryRecipientBytes.
+bool SaveHasRoomFor(SaveMode mode, uint64_t max_input_vars, const Envelope& envelope,
+                    std::string_view next);
+
+// The idempotency key of a save: lower-case hex SHA-256 over a versioned text naming the
+// envelope sender, the distinct accepted recipients in byte order, and the SHA-256 of the
+// message exactly as the save carries it. A sender's retry of the same message to the same
+// recipients (or the same message reaching another MX with the same body_line_endings) gives
+// the same key; a different message, sender or recipient set gives another.
+std::string IdempotencyKey(const Envelope& envelope, const Sha256::Digest& message_digest);
 
 }  // namespace mail

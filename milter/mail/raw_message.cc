@@ -14,15 +14,20 @@ constexpr size_t kEncodeStep = 16 * 1024;
 
 }  // namespace
 
-RawMessageEncoder::RawMessageEncoder(LineEnding ending, Sink sink)
-    : ending_(ending), sink_(std::move(sink)) {
+RawMessageEncoder::RawMessageEncoder(LineEnding ending, Sink sink, BodyEncoding encoding)
+    : ending_(ending), encoding_(encoding), sink_(std::move(sink)) {
   buffer_.reserve(kFlushBytes + PercentEncodedMaxSize(kEncodeStep));
 }
 
 void RawMessageEncoder::Emit(std::string_view raw) {
   while (!raw.empty() && status_.ok()) {
     const std::string_view step = raw.substr(0, kEncodeStep);
-    PercentEncodeAppend(step, &buffer_);
+    if (encoding_ == BodyEncoding::kForm) {
+      PercentEncodeAppend(step, &buffer_);
+    } else {
+      buffer_.append(step);
+    }
+    hash_.Update(step);
     raw_size_ += step.size();
     raw.remove_prefix(step.size());
     FlushIfFull();
@@ -31,14 +36,7 @@ void RawMessageEncoder::Emit(std::string_view raw) {
 
 void RawMessageEncoder::EmitNewline() {
   if (!status_.ok()) return;
-  if (ending_ == LineEnding::kLf) {
-    buffer_.append("%0A", 3);
-    raw_size_ += 1;
-  } else {
-    buffer_.append("%0D%0A", 6);
-    raw_size_ += 2;
-  }
-  FlushIfFull();
+  Emit(ending_ == LineEnding::kLf ? std::string_view("\n") : std::string_view("\r\n"));
 }
 
 void RawMessageEncoder::EmitWithEndings(std::string_view text) {
@@ -163,6 +161,7 @@ fcgi::Status RawMessageEncoder::Finish() {
     Emit("\r");
   }
   phase_ = Phase::kFinished;
+  digest_ = hash_.Finish();
   return Flush();
 }
 

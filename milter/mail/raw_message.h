@@ -1,6 +1,8 @@
 // Rebuilds the raw message (header section, empty line, body) from libmilter's header and body
-// callbacks and streams it percent-encoded into a sink, ready to follow "body=" in the save form.
-// Line endings are normalised to LF (the original processor's format) or CRLF.
+// callbacks and streams it into a sink: percent-encoded, ready to follow "body=" in the save
+// form, or as it is, for a raw save request body. Line endings are normalised to LF (the original
+// processor's format) or CRLF. A SHA-256 of the message as produced (before any encoding) is
+// kept on the way, for the idempotency key.
 // Thread-safety: one encoder per message, used by one thread at a time.
 #pragma once
 
@@ -10,20 +12,23 @@
 #include <string_view>
 
 #include "fcgi/status.h"
+#include "milter/mail/digest.h"
 
 namespace mail {
 
 enum class LineEnding { kLf, kCrlf };
+// kForm: percent-encoded for the form's `body` field. kRaw: the bytes themselves.
+enum class BodyEncoding { kForm, kRaw };
 
 class RawMessageEncoder {
  public:
-  // Receives percent-encoded bytes of the raw message, in order, in pieces of up to about
+  // Receives the (encoded) bytes of the raw message, in order, in pieces of up to about
   // kFlushBytes. A non-ok Status is sticky: every later call returns it and the sink is not
   // called again.
   using Sink = std::function<fcgi::Status(std::string_view encoded)>;
   static constexpr size_t kFlushBytes = 64 * 1024;
 
-  RawMessageEncoder(LineEnding ending, Sink sink);
+  RawMessageEncoder(LineEnding ending, Sink sink, BodyEncoding encoding = BodyEncoding::kForm);
   RawMessageEncoder(const RawMessageEncoder&) = delete;
   RawMessageEncoder& operator=(const RawMessageEncoder&) = delete;
 
@@ -42,6 +47,8 @@ class RawMessageEncoder {
 
   // Bytes of raw (unencoded) message produced so far.
   uint64_t raw_size() const { return raw_size_; }
+  // SHA-256 of the raw (unencoded) message, after Finish().
+  const Sha256::Digest& digest() const { return digest_; }
 
  private:
   enum class Phase { kHeaders, kBody, kFinished };
@@ -54,7 +61,10 @@ class RawMessageEncoder {
   fcgi::Status Flush();
 
   const LineEnding ending_;
+  const BodyEncoding encoding_;
   Sink sink_;
+  Sha256 hash_;
+  Sha256::Digest digest_{};
   Phase phase_ = Phase::kHeaders;
   fcgi::Status status_;  // first sink failure, sticky
   std::string buffer_;   // encoded bytes not yet given to the sink

@@ -22,6 +22,30 @@ file_put_contents("$dir/$name.json", json_encode($fields, JSON_INVALID_UTF8_SUBS
 echo "SAVED\n";
 )php";
 
+const char* const kRecordingRawSaveScript = R"php(<?php
+$dir = getenv('DUMP_DIR');
+$name = sprintf('%020d', hrtime(true));
+$fields = $_GET;
+$fields['_server'] = ['REMOTE_ADDR' => $_SERVER['REMOTE_ADDR'],
+                      'REQUEST_METHOD' => $_SERVER['REQUEST_METHOD'],
+                      'CONTENT_TYPE' => $_SERVER['CONTENT_TYPE'] ?? '',
+                      'CONTENT_LENGTH' => $_SERVER['CONTENT_LENGTH'] ?? '',
+                      'QUERY_STRING_LENGTH' => strlen($_SERVER['QUERY_STRING'] ?? ''),
+                      'POST_FIELDS' => count($_POST),
+                      'SERVER_SOFTWARE' => $_SERVER['SERVER_SOFTWARE'] ?? ''];
+$in = fopen('php://input', 'rb');
+$out = fopen("$dir/$name.body", 'wb');
+while (!feof($in)) {
+  $chunk = fread($in, 65536);
+  if ($chunk === false) { echo "TEMPFAIL read failed\n"; exit; }
+  fwrite($out, $chunk);
+}
+fclose($out);
+$fields['_server']['PEAK_MEMORY'] = memory_get_peak_usage(true);
+file_put_contents("$dir/$name.json", json_encode($fields, JSON_INVALID_UTF8_SUBSTITUTE));
+echo "SAVED\n";
+)php";
+
 std::vector<SavedMessage> ReadSavedMessages(const std::string& dir) {
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {

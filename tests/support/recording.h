@@ -17,6 +17,10 @@ namespace testing_support {
 // <hrtime>.body (the body field byte-exact), then answers SAVED.
 extern const char* const kRecordingSaveScript;
 
+// The same for a raw-mode save (save_mode "raw"): the fields are $_GET, the body is
+// php://input copied in 64 KiB chunks; "_server" also has QUERY_STRING's length.
+extern const char* const kRecordingRawSaveScript;
+
 struct SavedMessage {
   nlohmann::json fields;
   std::string body;

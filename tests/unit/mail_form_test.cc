@@ -204,15 +204,20 @@ namespace mail {
 namespace {
 
 // PHP counts every name=value pair (each rcpt_to[] element too) against max_input_vars: the
-// count the daemon plans with must be the count it sends.
+// count the daemon plans with must be the count it sends, in both save modes.
 TEST(SaveFormTest, VariableCountMatchesTheFieldsSent) {
-  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{493}}) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{492}}) {
     Envelope e;
     e.subject = "a&b=c";
     for (size_t i = 0; i < n; ++i) e.recipients.push_back("u" + std::to_string(i) + "@x.test");
     const std::string form = std::string(kSaveFormBodyPrefix) + "x%26y" + BuildSaveFormFields(e);
-    const size_t pairs = static_cast<size_t>(std::count(form.begin(), form.end(), '&')) + 1;
-    EXPECT_EQ(pairs, SaveFormVariables(n)) << n;
+    EXPECT_EQ(static_cast<size_t>(std::count(form.begin(), form.end(), '&')) + 1,
+              SaveVariables(SaveMode::kForm, n))
+        << n;
+    const std::string query = BuildSaveQuery(e);
+    EXPECT_EQ(static_cast<size_t>(std::count(query.begin(), query.end(), '&')) + 1,
+              SaveVariables(SaveMode::kRaw, n))
+        << n;
   }
 }
 
@@ -224,11 +229,86 @@ TEST(SaveFormTest, BodyIsTheFirstVariable) {
 }
 
 TEST(SaveFormTest, MostRecipientsWithinPhpDefaultMaxInputVars) {
-  EXPECT_EQ(MaxRecipientsWithin(1000), 493u);
-  EXPECT_LE(SaveFormVariables(MaxRecipientsWithin(1000)), 1000u);
-  EXPECT_GT(SaveFormVariables(MaxRecipientsWithin(1000) + 1), 1000u);
-  EXPECT_EQ(MaxRecipientsWithin(14), 0u);
-  EXPECT_EQ(MaxRecipientsWithin(16), 1u);
+  EXPECT_EQ(MaxRecipientsWithin(SaveMode::kForm, 1000), 492u);
+  EXPECT_EQ(MaxRecipientsWithin(SaveMode::kRaw, 1000), 986u);
+  for (const SaveMode mode : {SaveMode::kForm, SaveMode::kRaw}) {
+    const size_t most = MaxRecipientsWithin(mode, 1000);
+    EXPECT_LE(SaveVariables(mode, most), 1000u);
+    EXPECT_GT(SaveVariables(mode, most + 1), 1000u);
+  }
+  EXPECT_EQ(MaxRecipientsWithin(SaveMode::kForm, 15), 0u);
+  EXPECT_EQ(MaxRecipientsWithin(SaveMode::kForm, 17), 1u);
+}
+
+TEST(SaveFormTest, RoomForOneMoreRecipient) {
+  Envelope e;
+  for (size_t i = 0; i < 491; ++i) e.recipients.push_back("u" + std::to_string(i) + "@x.test");
+  EXPECT_TRUE(SaveHasRoomFor(SaveMode::kForm, 1000, e, "next@x.test"));
+  e.recipients.push_back("last@x.test");
+  EXPECT_FALSE(SaveHasRoomFor(SaveMode::kForm, 1000, e, "next@x.test"));
+  EXPECT_TRUE(SaveHasRoomFor(SaveMode::kForm, 0, e, "next@x.test"));
+  EXPECT_TRUE(SaveHasRoomFor(SaveMode::kRaw, 1000, e, "next@x.test"));
+  // Raw mode: the query string has a byte budget as well, whatever max_input_vars says.
+  Envelope big;
+  const std::string long_local(200, 'a');
+  while (SaveHasRoomFor(SaveMode::kRaw, 0, big, long_local + "@x.test")) {
+    big.recipients.push_back(long_local + "@x.test");
+  }
+  EXPECT_GT(big.recipients.size(), 50u);
+  EXPECT_LE(BuildSaveQuery(big).size(), kRawQueryRecipientBytes + 4096);
+}
+
+TEST(SaveQueryTest, RecipientsAreAnArrayAndTheSubjectIsCutOnACharacterBoundary) {
+  Envelope e;
+  e.recipients = {"a&b@x.test", "c@x.test"};
+  e.subject = std::string(997, 'x') + "\xC3\xA9" + std::string(100, 'y');  // é across 998
+  const std::string q = BuildSaveQuery(e);
+  EXPECT_NE(q.find("rcpt_to%5B%5D=a%26b%40x.test&rcpt_to%5B%5D=c%40x.test"), std::string::npos);
+  EXPECT_EQ(q.find("rcpt_to_0"), std::string::npos);
+  EXPECT_NE(q.find("subject=" + std::string(997, 'x') + "&"), std::string::npos);
+  EXPECT_EQ(q.find("body="), std::string::npos);
+}
+
+TEST(IdempotencyKeyTest, SameForARetryDifferentForAnotherMessageOrRecipientSet) {
+  Sha256 h;
+  h.Update("Subject: a\n\nhello\n");
+  const Sha256::Digest message = h.Finish();
+  h.Update("Subject: a\n\nhello!\n");
+  const Sha256::Digest other_message = h.Finish();
+
+  Envelope e;
+  e.mail_from = "s@x.test";
+  e.recipients = {"b@x.test", "a@x.test"};
+  e.queue_id = "ABC";
+  e.client_ip = "192.0.2.1";
+  const std::string key = IdempotencyKey(e, message);
+  EXPECT_EQ(key.size(), 64u);
+  EXPECT_EQ(key.find_first_not_of("0123456789abcdef"), std::string::npos);
+
+  Envelope retry = e;  // a new transaction: new queue id, another client address, RCPT order
+  retry.queue_id = "DEF";
+  retry.client_ip = "192.0.2.99";
+  retry.recipients = {"a@x.test", "b@x.test", "a@x.test"};
+  EXPECT_EQ(IdempotencyKey(retry, message), key);
+
+  EXPECT_NE(IdempotencyKey(e, other_message), key);
+  Envelope fewer = e;
+  fewer.recipients = {"a@x.test"};
+  EXPECT_NE(IdempotencyKey(fewer, message), key);
+  Envelope sender = e;
+  sender.mail_from = "";
+  EXPECT_NE(IdempotencyKey(sender, message), key);
+  // An address cannot forge the text's structure.
+  Envelope forged = e;
+  forged.recipients = {"a@x.test\nrcpt_to=b@x.test"};
+  EXPECT_NE(IdempotencyKey(forged, message), key);
+}
+
+TEST(Sha256Test, KnownVector) {
+  Sha256 h;
+  h.Update("abc");
+  EXPECT_EQ(Sha256::Hex(h.Finish()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 }  // namespace

@@ -276,3 +276,46 @@ TEST(RawMessageEncoderTest, LargeBodyRoundTripsInCrlfMode) {
 
 }  // namespace
 }  // namespace mail
+
+namespace mail {
+namespace {
+
+// Raw mode sends what the form's `body` field carries, byte for byte, unencoded; the digest is
+// that of those bytes in either mode.
+TEST(RawMessageEncoderRawModeTest, RawOutputIsTheDecodedFormBodyAndTheDigestCoversIt) {
+  for (const LineEnding ending : {LineEnding::kLf, LineEnding::kCrlf}) {
+    std::string form, raw;
+    RawMessageEncoder f(
+        ending,
+        [&](std::string_view p) {
+          form.append(p);
+          return fcgi::Status::Ok();
+        },
+        BodyEncoding::kForm);
+    RawMessageEncoder r(
+        ending,
+        [&](std::string_view p) {
+          raw.append(p);
+          return fcgi::Status::Ok();
+        },
+        BodyEncoding::kRaw);
+    const std::string big(200000, '\xE9');
+    for (RawMessageEncoder* e : {&f, &r}) {
+      ASSERT_TRUE(e->AddHeader("Subject", " a&b=c%\r\n\tfolded", true).ok());
+      ASSERT_TRUE(e->AddBody(std::string_view("line one\r\nline\0two\r", 19)).ok());
+      ASSERT_TRUE(e->AddBody("\n" + big + "\r\n").ok());
+      ASSERT_TRUE(e->Finish().ok());
+    }
+    std::string decoded;
+    ASSERT_TRUE(PercentDecode(form, &decoded));
+    EXPECT_EQ(raw, decoded);
+    EXPECT_EQ(r.raw_size(), raw.size());
+    Sha256 h;
+    h.Update(raw);
+    EXPECT_EQ(Sha256::Hex(r.digest()), Sha256::Hex(h.Finish()));
+    EXPECT_EQ(Sha256::Hex(f.digest()), Sha256::Hex(r.digest()));
+  }
+}
+
+}  // namespace
+}  // namespace mail

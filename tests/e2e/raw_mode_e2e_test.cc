@@ -1,0 +1,271 @@
+// End to end through a real Postfix and php-fpm with save_mode "raw": the message is the request
+// body (read from php://input), the envelope is $_GET, and every save carries an idempotency key
+// that a sender's retry reproduces.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/milter_daemon.h"
+#include "tests/support/php_fpm.h"
+#include "tests/support/postfix.h"
+#include "tests/support/recording.h"
+#include "tests/support/smtp_client.h"
+#include "tests/support/temp_dir.h"
+
+namespace {
+
+using nlohmann::json;
+using testing_support::MilterDaemon;
+using testing_support::PhpFpm;
+using testing_support::Postfix;
+using testing_support::SendMail;
+
+class RawModeE2eTest : public ::testing::Test {
+ protected:
+  void StartAll(json extra_config = {}, std::vector<std::string> extra_main_cf = {}) {
+    php_ = std::make_unique<PhpFpm>();  // Debian's php.ini: post_max_size 8M, memory_limit 128M
+    const std::string save = php_->AddScript("save.php", testing_support::kRecordingRawSaveScript);
+    ASSERT_TRUE(php_->Start());
+    json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
+    config["save_mode"] = "raw";
+    for (auto& [k, v] : extra_config.items()) config[k] = v;
+    daemon_ = std::make_unique<MilterDaemon>(config);
+    ASSERT_TRUE(daemon_->Start());
+    Postfix::Options po;
+    po.milters = daemon_->postfix_milters();
+    po.extra_main_cf = std::move(extra_main_cf);
+    postfix_ = std::make_unique<Postfix>(po);
+    ASSERT_TRUE(postfix_->Start());
+  }
+
+  std::string Diagnostics() const {
+    return "\n--- daemon log ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
+           "\n--- postfix log ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "") +
+           "\n--- php-fpm log ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
+  }
+
+  std::vector<testing_support::SavedMessage> Saved() const {
+    return testing_support::ReadSavedMessages(php_->data_dir());
+  }
+
+  testing_support::TempDir tmp_;
+  std::unique_ptr<PhpFpm> php_;
+  std::unique_ptr<MilterDaemon> daemon_;
+  std::unique_ptr<Postfix> postfix_;
+};
+
+TEST_F(RawModeE2eTest, MessageIsTheRequestBodyAndTheEnvelopeIsInGet) {
+  StartAll();
+  auto r = SendMail(postfix_->port(), "sender@client.test", {"a&b@example.test", "c@example.test"},
+                    testing_support::kCraftedMessage);
+  ASSERT_TRUE(r.accepted()) << r << Diagnostics();
+  const auto saved = Saved();
+  ASSERT_EQ(saved.size(), 1u) << Diagnostics();
+  const json& f = saved[0].fields;
+  EXPECT_EQ(saved[0].body, testing_support::kCraftedMessage);
+  EXPECT_EQ(f["_server"]["REQUEST_METHOD"], "POST");
+  EXPECT_EQ(f["_server"]["CONTENT_TYPE"], "message/rfc822");
+  EXPECT_EQ(f["_server"]["CONTENT_LENGTH"],
+            std::to_string(std::string(testing_support::kCraftedMessage).size()));
+  EXPECT_EQ(f["_server"]["POST_FIELDS"], 0);
+  EXPECT_EQ(f["mail_from"], "sender@client.test");
+  EXPECT_EQ(f["rcpt_to"], json::array({"a&b@example.test", "c@example.test"}));
+  EXPECT_EQ(f["rcpt_count"], "2");
+  EXPECT_EQ(f["subject"], "Héllowörld");
+  EXPECT_EQ(f["remote_ip"], "127.0.0.1");
+  EXPECT_FALSE(f["queue_id"].get<std::string>().empty());
+  const std::string key = f["idempotency_key"];
+  EXPECT_EQ(key.size(), 64u);
+  EXPECT_NE(daemon_->log().find("key=" + key), std::string::npos) << daemon_->log();
+}
+
+// A sender's retry is a new transaction (new queue id): the key stays, so a script can store the
+// message once. Another recipient set or another message gets another key.
+TEST_F(RawModeE2eTest, IdempotencyKeyIsStableAcrossRetriesAndDiffersOtherwise) {
+  StartAll();
+  const std::string message = testing_support::MakeMessage("sender@client.test", "u@example.test",
+                                                           "key", "the same body\n");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(SendMail(postfix_->port(), "sender@client.test",
+                         {"u@example.test", "v@example.test"}, message)
+                    .accepted())
+        << Diagnostics();
+  }
+  ASSERT_TRUE(SendMail(postfix_->port(), "sender@client.test", {"v@example.test", "u@example.test"},
+                       message)
+                  .accepted());
+  ASSERT_TRUE(
+      SendMail(postfix_->port(), "sender@client.test", {"u@example.test"}, message).accepted());
+  ASSERT_TRUE(SendMail(postfix_->port(), "sender@client.test", {"u@example.test", "v@example.test"},
+                       message + "one more line\n")
+                  .accepted());
+  const auto saved = Saved();
+  ASSERT_EQ(saved.size(), 5u) << Diagnostics();
+  const auto key = [&](size_t i) { return saved[i].fields["idempotency_key"].get<std::string>(); };
+  EXPECT_NE(saved[0].fields["queue_id"], saved[1].fields["queue_id"]);
+  EXPECT_EQ(key(0), key(1));
+  EXPECT_EQ(key(0), key(2));  // RCPT order does not matter
+  EXPECT_NE(key(0), key(3));
+  EXPECT_NE(key(0), key(4));
+  EXPECT_NE(key(3), key(4));
+}
+
+// The size problem of the form: with Debian's stock php.ini (post_max_size 8M, memory_limit
+// 128M) a message over a few MB cannot be saved as a form field. In raw mode 50 MiB go through,
+// byte-exact, and the worker reading php://input in 64 KiB chunks stays small.
+TEST_F(RawModeE2eTest, FiftyMebibyteMessageArrivesByteExactWithStockPhpSettings) {
+  StartAll({{"spool_threshold", 1048576}, {"save_timeout", 120}},
+           {"message_size_limit = 60000000"});
+  std::string message =
+      testing_support::MakeMessage("sender@client.test", "big@example.test", "fifty mebibytes", "");
+  std::string line;
+  for (int c = 0; c < 76; ++c) line.push_back(static_cast<char>('!' + (c * 7) % 90));
+  line += "\n";
+  while (message.size() < 50u * 1024 * 1024) message += line;
+  auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message,
+                    "client.example.test", std::chrono::seconds(180));
+  ASSERT_TRUE(r.accepted()) << r << Diagnostics();
+  const auto saved = Saved();
+  ASSERT_EQ(saved.size(), 1u) << Diagnostics();
+  EXPECT_EQ(saved[0].body.size(), message.size());
+  EXPECT_TRUE(saved[0].body == message);
+  const int64_t peak = saved[0].fields["_server"]["PEAK_MEMORY"].get<int64_t>();
+  EXPECT_LT(peak, 32 * 1024 * 1024) << peak;
+  EXPECT_NE(daemon_->log().find("spilled"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// The shipped examples/save.php, in both modes, with Debian's stock php.ini: each message is
+// stored once per idempotency key, however often and however concurrently it is delivered.
+class ExampleSaveE2eTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void StartAll(json extra_config = {}, std::vector<std::string> extra_main_cf = {}) {
+    PhpFpm::Options o;
+    maildir_ = tmp_.Mkdir("Maildir", 0777);
+    o.env["FCGI_MILTER_MAILDIR"] = maildir_;
+    o.request_terminate_timeout_seconds = 300;
+    php_ = std::make_unique<PhpFpm>(o);
+    const std::string save =
+        php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/save.php");
+    ASSERT_TRUE(php_->Start());
+    json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
+    config["save_mode"] = GetParam();
+    for (auto& [k, v] : extra_config.items()) config[k] = v;
+    daemon_ = std::make_unique<MilterDaemon>(config);
+    ASSERT_TRUE(daemon_->Start());
+    Postfix::Options po;
+    po.milters = daemon_->postfix_milters();
+    po.extra_main_cf = std::move(extra_main_cf);
+    postfix_ = std::make_unique<Postfix>(po);
+    ASSERT_TRUE(postfix_->Start());
+  }
+
+  std::vector<std::string> Stored() const {
+    std::vector<std::string> files;
+    if (!std::filesystem::exists(maildir_ + "/new")) return files;  // nothing stored yet
+    for (const auto& e : std::filesystem::directory_iterator(maildir_ + "/new")) {
+      files.push_back(testing_support::ReadFile(e.path()));
+    }
+    return files;
+  }
+
+  std::string Diagnostics() const {
+    return "\n--- daemon log ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
+           "\n--- php-fpm log ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
+  }
+
+  testing_support::TempDir tmp_;
+  std::string maildir_;
+  std::unique_ptr<PhpFpm> php_;
+  std::unique_ptr<MilterDaemon> daemon_;
+  std::unique_ptr<Postfix> postfix_;
+};
+
+TEST_P(ExampleSaveE2eTest, ARetriedMessageIsStoredOnceAndAnsweredSavedEachTime) {
+  StartAll();
+  const std::string message = testing_support::MakeMessage(
+      "sender@client.test", "u@example.test", "once", "stored once, however often it comes\n");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        SendMail(postfix_->port(), "sender@client.test", {"u@example.test"}, message).accepted())
+        << Diagnostics();
+  }
+  // Another recipient set is another message for the store.
+  ASSERT_TRUE(SendMail(postfix_->port(), "sender@client.test", {"u@example.test", "v@example.test"},
+                       message)
+                  .accepted());
+  const auto stored = Stored();
+  ASSERT_EQ(stored.size(), 2u) << Diagnostics();
+  for (const std::string& s : stored) {
+    EXPECT_EQ(s, "Return-Path: <sender@client.test>\n" + message);
+  }
+  EXPECT_NE(php_->error_log().find("already stored"), std::string::npos) << php_->error_log();
+  EXPECT_TRUE(std::filesystem::is_empty(maildir_ + "/tmp"));
+}
+
+TEST_P(ExampleSaveE2eTest, ConcurrentDeliveriesOfOneMessageStoreOneFile) {
+  StartAll();
+  const std::string message = testing_support::MakeMessage("sender@client.test", "u@example.test",
+                                                           "race", std::string(300000, 'r') + "\n");
+  std::vector<std::thread> senders;
+  std::atomic<int> accepted{0};
+  for (int i = 0; i < 4; ++i) {
+    senders.emplace_back([&] {
+      if (SendMail(postfix_->port(), "sender@client.test", {"u@example.test"}, message)
+              .accepted()) {
+        ++accepted;
+      }
+    });
+  }
+  for (std::thread& t : senders) t.join();
+  EXPECT_EQ(accepted.load(), 4) << Diagnostics();
+  EXPECT_EQ(Stored().size(), 1u) << Diagnostics();
+  EXPECT_TRUE(std::filesystem::is_empty(maildir_ + "/tmp"));
+}
+
+// 50 MiB through the real Postfix with Debian's stock php.ini (post_max_size 8M): raw mode
+// stores it in the example Maildir byte-exact; the form cannot carry it, and the example says
+// "later" (the sender keeps the message) instead of losing it.
+TEST_P(ExampleSaveE2eTest, FiftyMebibyteMessageIsStoredInRawModeAndKeptBySenderInFormMode) {
+  StartAll({{"save_timeout", 120}}, {"message_size_limit = 60000000"});
+  std::string message =
+      testing_support::MakeMessage("sender@client.test", "big@example.test", "fifty", "");
+  uint32_t x = 11;
+  while (message.size() < 50u * 1024 * 1024) {
+    std::string line;
+    for (int i = 0; i < 76; ++i) {
+      x = x * 1103515245 + 12345;
+      line.push_back(static_cast<char>('!' + (x >> 16) % 94));
+    }
+    message += line + "\n";
+  }
+  auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message,
+                    "client.example.test", std::chrono::seconds(180));
+  if (GetParam() == "form") {
+    EXPECT_EQ(r.data.code, 452) << r << Diagnostics();
+    EXPECT_TRUE(Stored().empty());
+    EXPECT_NE(php_->error_log().find("post_max_size"), std::string::npos);
+    return;
+  }
+  ASSERT_TRUE(r.accepted()) << r << Diagnostics();
+  const auto stored = Stored();
+  ASSERT_EQ(stored.size(), 1u) << Diagnostics();
+  const std::string prefix = "Return-Path: <sender@client.test>\n";
+  ASSERT_EQ(stored[0].substr(0, prefix.size()), prefix);
+  EXPECT_TRUE(stored[0].substr(prefix.size()) == message)
+      << "stored " << stored[0].size() - prefix.size() << " bytes, sent " << message.size();
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModes, ExampleSaveE2eTest, ::testing::Values("form", "raw"));
+
+}  // namespace

@@ -1,0 +1,48 @@
+// Unit tests for the keys that shape the save request: save_mode and php_max_input_vars.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+
+namespace config {
+namespace {
+
+LoadResult WithKey(const std::string& member) {
+  return Parse(
+      "{\"fcgi_connection_address\": \"/run/php/php8.2-fpm.sock\",\n"
+      " \"fcgi_script_filename_save\": \"/srv/save.php\", " +
+          member + "}",
+      "test.json");
+}
+
+TEST(ConfigSaveKeys, DefaultsAreTheFormAndPhpsDefaultMaxInputVars) {
+  const LoadResult r = WithKey("\"log_level\": \"info\"");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config.save_mode, SaveMode::kForm);
+  EXPECT_EQ(r.config.php_max_input_vars, 1000u);
+}
+
+TEST(ConfigSaveKeys, SaveModeTakesFormOrRawInAnyCase) {
+  EXPECT_EQ(WithKey("\"save_mode\": \"raw\"").config.save_mode, SaveMode::kRaw);
+  EXPECT_EQ(WithKey("\"save_mode\": \"RAW\"").config.save_mode, SaveMode::kRaw);
+  EXPECT_EQ(WithKey("\"save_mode\": \"form\"").config.save_mode, SaveMode::kForm);
+  const LoadResult bad = WithKey("\"save_mode\": \"multipart\"");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_NE(bad.errors[0].find("save_mode"), std::string::npos) << bad.errors[0];
+}
+
+TEST(ConfigSaveKeys, PhpMaxInputVarsIsZeroOrAtLeastOneRecipientsWorth) {
+  EXPECT_EQ(WithKey("\"php_max_input_vars\": 0").config.php_max_input_vars, 0u);
+  EXPECT_EQ(WithKey("\"php_max_input_vars\": 17").config.php_max_input_vars, 17u);
+  EXPECT_EQ(WithKey("\"php_max_input_vars\": 5000").config.php_max_input_vars, 5000u);
+  for (const char* bad : {"16", "-1", "\"1000\"", "1.5", "true"}) {
+    SCOPED_TRACE(bad);
+    const LoadResult r = WithKey(std::string("\"php_max_input_vars\": ") + bad);
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_NE(r.errors[0].find("php_max_input_vars"), std::string::npos) << r.errors[0];
+  }
+}
+
+}  // namespace
+}  // namespace config
