@@ -75,13 +75,21 @@ installed_files=$(dpkg -L fcgi-milter)
 for f in /usr/sbin/fcgi-milter /etc/fcgi-milter/fcgi-milter.json \
     /usr/share/fcgi-milter/examples/validate.php /usr/share/fcgi-milter/examples/save.php \
     /usr/share/fcgi-milter/examples/recipients.txt /lib/systemd/system/fcgi-milter.service \
+    /etc/fcgi-milter/recipients.txt /etc/php/8.2/fpm/pool.d/fcgi-milter.conf \
+    /usr/share/fcgi-milter/fcgi-milter-sendmail.json \
     /usr/lib/sysusers.d/fcgi-milter.conf /usr/lib/tmpfiles.d/fcgi-milter.conf \
     /usr/share/man/man8/fcgi-milter.8.gz /usr/share/man/man5/fcgi-milter.json.5.gz \
     /usr/share/doc/fcgi-milter/copyright; do
   check "installed: $f" test -f "$f"
 done
-check "the config is a conffile" \
-  grep -q '/etc/fcgi-milter/fcgi-milter.json' <(dpkg-query -W -f='${Conffiles}' fcgi-milter)
+for f in /etc/fcgi-milter/fcgi-milter.json /etc/fcgi-milter/recipients.txt \
+    /etc/php/8.2/fpm/pool.d/fcgi-milter.conf; do
+  check "$f is a conffile" grep -q " $f " <(dpkg-query -W -f='${Conffiles}\n' fcgi-milter)
+done
+check "the Sendmail config differs from the Postfix one in the milter socket only" \
+  test "$(diff /etc/fcgi-milter/fcgi-milter.json /usr/share/fcgi-milter/fcgi-milter-sendmail.json |
+          grep -c '^>')" = 3
+check "php-fpm8.2 -t accepts the packaged pool" quiet php-fpm8.2 -t
 check "--version names $version" grep -qx "fcgi-milter $version" <(/usr/sbin/fcgi-milter --version)
 check "the man pages render without warnings" \
   test -z "$(man --warnings -l /usr/share/man/man8/fcgi-milter.8.gz \
@@ -92,8 +100,12 @@ uid=$(id -u fcgi-milter 2>/dev/null || echo 0)
 check "fcgi-milter is a system user (uid $uid < 1000) with no login shell" \
   test "$uid" -gt 0 -a "$uid" -lt 1000 -a "$(getent passwd fcgi-milter | cut -d: -f7)" != /bin/bash
 check "group fcgi-milter exists" quiet getent group fcgi-milter
-check "fcgi-milter is in group www-data (php-fpm's socket)" \
-  grep -qx www-data <(id -nG fcgi-milter | tr ' ' '\n')
+check "fcgi-milter is not in group www-data (the package has its own pool)" \
+  test -z "$(id -nG fcgi-milter | tr ' ' '\n' | grep -x www-data)"
+check "system user fcgi-milter-php (the pool's) exists, no login shell" \
+  test "$(getent passwd fcgi-milter-php | cut -d: -f7)" = /usr/sbin/nologin
+check "Maildir /var/lib/fcgi-milter/Maildir is fcgi-milter-php 0700" \
+  test "$(stat -c '%U %a' /var/lib/fcgi-milter/Maildir 2>/dev/null)" = "fcgi-milter-php 700"
 if getent group postfix >/dev/null; then
   check "socket directory /var/spool/postfix/fcgi-milter is fcgi-milter:postfix 0750" \
     test "$(stat -c '%U:%G %a' /var/spool/postfix/fcgi-milter 2>/dev/null)" = "fcgi-milter:postfix 750"
@@ -107,9 +119,9 @@ other=$(echo "$t_out" | grep -v -e ': ok$' -e 'FastCGI backend' || true)
 check "-t on the installed config complains only about the FastCGI backend (rc $t_rc)" \
   test -z "$other" -a "$t_rc" -le 1
 
-# The same config pointed at a private php-fpm pool (www-data:www-data 0660, like Debian's), run
-# as the fcgi-milter user: passes only with the packaged user, its www-data membership and a
-# valid socket directory.
+# The same config pointed at a private php-fpm running the packaged pool (its socket
+# fcgi-milter-php:fcgi-milter 0660), run as the fcgi-milter user: passes only with the packaged
+# users, the pool's socket group and a valid socket directory.
 tmp=$(mktemp -d /tmp/fcgi-milter-packaging.XXXXXX)
 chmod 755 "$tmp"
 fpm_pid=
@@ -126,31 +138,24 @@ cat > "$tmp/php-fpm.conf" <<EOF
 pid = $tmp/php-fpm.pid
 error_log = $tmp/php-fpm.log
 daemonize = no
-[pool]
-user = www-data
-group = www-data
-listen = $tmp/php-fpm.sock
-listen.owner = www-data
-listen.group = www-data
-listen.mode = 0660
-pm = static
-pm.max_children = 1
 EOF
+sed "s|^listen = .*|listen = $tmp/php-fpm.sock|" /etc/php/8.2/fpm/pool.d/fcgi-milter.conf \
+  >> "$tmp/php-fpm.conf"
 php-fpm8.2 -F -y "$tmp/php-fpm.conf" > "$tmp/php-fpm.out" 2>&1 &
 fpm_pid=$!
 for _ in $(seq 50); do [ -S "$tmp/php-fpm.sock" ] && break; sleep 0.1; done
-sed "s|\"/run/php/php8.2-fpm.sock\"|\"$tmp/php-fpm.sock\"|" /etc/fcgi-milter/fcgi-milter.json \
+sed "s|\"/run/php/fcgi-milter.sock\"|\"$tmp/php-fpm.sock\"|" /etc/fcgi-milter/fcgi-milter.json \
   > "$tmp/fcgi-milter.json"
 chmod 644 "$tmp/fcgi-milter.json"
 t_out=$(setpriv --reuid fcgi-milter --regid fcgi-milter --init-groups \
   /usr/sbin/fcgi-milter -t -c "$tmp/fcgi-milter.json" 2>&1) && t_rc=0 || t_rc=$?
 echo "$t_out" | sed 's/^/#   -t as fcgi-milter, private php-fpm: /'
-check "-t as user fcgi-milter against a www-data php-fpm socket passes" test "$t_rc" = 0
+check "-t as user fcgi-milter against the packaged pool's socket passes" test "$t_rc" = 0
 
 # The start-up the unit relies on, without systemd: as root but limited to the unit's
 # CapabilityBoundingSet and NoNewPrivileges, the daemon binds the socket in the packaged
-# directory, gives it to fcgi-milter:postfix 0660, writes the pid file, drops to fcgi-milter
-# (keeping www-data), reloads on SIGUSR1 and stops cleanly on SIGTERM.
+# directory, gives it to fcgi-milter:postfix 0660, writes the pid file, drops to fcgi-milter,
+# reloads on SIGUSR1 and stops cleanly on SIGTERM.
 if getent group postfix >/dev/null; then
   sed 's/"log_target": "syslog"/"log_target": "stderr"/' "$tmp/fcgi-milter.json" > "$tmp/run.json"
   made_run_dir=0
@@ -163,11 +168,9 @@ if getent group postfix >/dev/null; then
   check "daemon under the unit's capabilities listens on $sock (fcgi-milter:postfix 660)" \
     test "$(stat -c '%U:%G %a' "$sock" 2>/dev/null)" = "fcgi-milter:postfix 660"
   status=$(cat "/proc/$milter_pid/status" 2>/dev/null || true)
-  check "daemon runs as fcgi-milter:fcgi-milter with group www-data" \
+  check "daemon runs as fcgi-milter:fcgi-milter" \
     test "$(awk '/^Uid:/ { print $2 $3 $4 $5 }' <<< "$status")" = "$uid$uid$uid$uid" -a \
-    "$(awk '/^Gid:/ { print $2 }' <<< "$status")" = "$(getent group fcgi-milter | cut -d: -f3)" -a \
-    -n "$(awk '/^Groups:/' <<< "$status" | tr ' \t' '\n\n' |
-          grep -x "$(getent group www-data | cut -d: -f3)")"
+    "$(awk '/^Gid:/ { print $2 }' <<< "$status")" = "$(getent group fcgi-milter | cut -d: -f3)"
   check "daemon wrote its pid to /run/fcgi-milter/fcgi-milter.pid" \
     test "$(cat /run/fcgi-milter/fcgi-milter.pid 2>/dev/null)" = "$milter_pid"
   kill -USR1 "$milter_pid" 2>/dev/null || true
@@ -193,7 +196,7 @@ echo "#   systemd-analyze security: exposure $score"
 check "the unit's exposure level is at most 4.0 (got ${score:-none})" \
   awk -v s="${score:-99}" 'BEGIN { exit !(s <= 4.0) }'
 for key in Type=notify 'ExecStart=/usr/sbin/fcgi-milter -c /etc/fcgi-milter/fcgi-milter.json' \
-    'ExecReload=/bin/kill -USR1 $MAINPID' NoNewPrivileges=yes ProtectSystem=strict \
+    'ExecReload=+/bin/kill -USR1 $MAINPID' NoNewPrivileges=yes ProtectSystem=strict \
     RuntimeDirectory=fcgi-milter; do
   check "unit sets $key" grep -qxF "$key" /lib/systemd/system/fcgi-milter.service
 done
@@ -221,7 +224,13 @@ check "rpm %preun stops the service on erase" \
 check "rpm version is $version-1" \
   test "$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$rpm_file" 2>/dev/null)" = "$version-1"
 
-# --- 6. Remove keeps the conffile; purge leaves nothing of the package behind.
+# --- 6. Remove keeps the conffile; purge leaves nothing of the package behind. The private
+# php-fpm runs as fcgi-milter-php, which purge removes: stop it first.
+if [ -n "$fpm_pid" ]; then
+  kill "$fpm_pid" 2>/dev/null || true
+  wait "$fpm_pid" 2>/dev/null || true
+  fpm_pid=
+fi
 check "dpkg -r removes the package" dpkg -r fcgi-milter
 check "after remove: the binary is gone" test ! -e /usr/sbin/fcgi-milter
 check "after remove: the conffile stays" test -f /etc/fcgi-milter/fcgi-milter.json
@@ -229,10 +238,11 @@ check "dpkg -P purges the package" dpkg -P fcgi-milter
 check "after purge: dpkg knows no fcgi-milter" \
   test -z "$(dpkg-query -W -f='${Status}' fcgi-milter 2>/dev/null | grep -v not-installed || true)"
 left=$(while read -r f; do
-  case "$f" in /. | /etc | /lib | /lib/* | /usr | /usr/* ) [ -d "$f" ] && continue ;; esac
+  case "$f" in /. | /etc | /etc/php | /etc/php/* | /lib | /lib/* | /usr | /usr/* ) [ -d "$f" ] && continue ;; esac
   [ -e "$f" ] && echo "$f"
 done <<< "$installed_files"; true)
 left=$(echo "$left"; for f in /etc/fcgi-milter /var/spool/postfix/fcgi-milter /usr/share/fcgi-milter \
+  /var/lib/fcgi-milter /etc/php/8.2/fpm/pool.d/fcgi-milter.conf \
   /usr/share/doc/fcgi-milter /etc/systemd/system/multi-user.target.wants/fcgi-milter.service \
   /var/lib/systemd/deb-systemd-helper-enabled/fcgi-milter.service.dsh-also; do
     [ -e "$f" ] && echo "$f"
@@ -240,6 +250,8 @@ left=$(echo "$left"; for f in /etc/fcgi-milter /var/spool/postfix/fcgi-milter /u
 left=$(echo "$left" | sed '/^$/d')
 check "after purge: none of the package's files or directories remain${left:+ (left: $left)}" \
   test -z "$left"
+check "after purge: users fcgi-milter and fcgi-milter-php are gone" \
+  test -z "$(getent passwd fcgi-milter fcgi-milter-php)"
 
 echo "# $((SECONDS - started)) s, $failures failure(s)"
 [ $failures -eq 0 ]
