@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -478,6 +479,192 @@ TEST_F(FaultE2eTest, RelayedMailIsSavedThroughEveryBackendFaultWithoutLossOrBoun
     if (line.rfind("fcgi-milter: ", 0) != 0 && foreign++ == 0) first_foreign = line;
   }
   EXPECT_EQ(foreign, 0) << "first: " << first_foreign;
+}
+
+}  // namespace
+
+namespace {
+
+// The shipped examples/save.php in raw mode, behind the same relaying Postfix, with the faults
+// that store a message and then fail to say so in time: the worker is held past save_timeout
+// after storing (a shutdown function that sleeps, and SIGSTOPped workers), or killed after the
+// write. The daemon answers 4xx, the sender retries with a new transaction, and the idempotency
+// key lets the example store each message exactly once: sent N, lost 0, stored twice 0.
+TEST_F(FaultE2eTest, RawModeExampleStoresEveryRelayedMessageExactlyOnceThroughLateAnswers) {
+  int total = 600;
+  if (const char* env = std::getenv("FCGI_MILTER_FAULT_RAW_MESSAGES")) total = std::atoi(env);
+  ASSERT_GT(total, 0);
+  const auto started = std::chrono::steady_clock::now();
+
+  PhpFpm::Options po;
+  po.max_children = 6;
+  po.request_terminate_timeout_seconds = 0;
+  const std::string maildir = tmp_.Mkdir("Maildir", 0777);
+  po.env["FCGI_MILTER_MAILDIR"] = maildir;
+  php_ = std::make_unique<PhpFpm>(po);
+  php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/save.php");
+  const std::string hits = R"php(<?php
+file_put_contents(getenv('DUMP_DIR') . '/hits.log', basename(__FILE__) . "\n", FILE_APPEND | LOCK_EX);
+)php";
+  // Stored, then the answer is held until after the daemon's deadline.
+  php_->AddScript("late.php", hits + "register_shutdown_function(function () { sleep(" +
+                                  std::to_string(kSaveTimeout + 1) +
+                                  "); });\nrequire __DIR__ . '/save.php';\n");
+  // Stored, then the worker dies before it answers.
+  php_->AddScript("killed.php",
+                  hits +
+                      "register_shutdown_function(function () { posix_kill(getmypid(), 9); "
+                      "});\nrequire __DIR__ . '/save.php';\n");
+  ASSERT_TRUE(php_->Start());
+
+  base_ = {{"fcgi_connection_type", "unix"},
+           {"fcgi_connection_address", php_->address()},
+           {"spool_directory", tmp_.Mkdir("spool", 0700)},
+           {"fcgi_connect_timeout", 1},
+           {"fcgi_max_connections", 4},
+           {"save_timeout", kSaveTimeout},
+           {"save_mode", "raw"},
+           {"shutdown_timeout", 5},
+           {"log_level", "info"}};
+  daemon_ = std::make_unique<MilterDaemon>(Config("save.php"));
+  ASSERT_TRUE(daemon_->Start());
+  base_["milter_socket"] = daemon_->milter_socket();
+
+  Postfix::Options ro;
+  ro.milters = daemon_->postfix_milters();
+  receiver_ = std::make_unique<Postfix>(ro);
+  ASSERT_TRUE(receiver_->Start());
+  Postfix::Options so;
+  so.extra_main_cf = {"myhostname = sender.example.test",
+                      "relayhost = [127.0.0.1]:" + std::to_string(receiver_->port()),
+                      "default_transport = smtp",
+                      "relay_transport = smtp",
+                      "minimal_backoff_time = 1s",
+                      "maximal_backoff_time = 2s",
+                      "queue_run_delay = 1s",
+                      "smtp_connect_timeout = 5s",
+                      "smtp_tls_security_level = none",
+                      "default_destination_concurrency_limit = 10"};
+  sender_ = std::make_unique<Postfix>(so);
+  ASSERT_TRUE(sender_->Start());
+
+  std::atomic<int> injected{0};
+  std::vector<std::thread> injectors;
+  constexpr int kInjectors = 3;
+  const auto window = std::chrono::milliseconds(20000);
+  const auto inject_start = std::chrono::steady_clock::now();
+  for (int t = 0; t < kInjectors; ++t) {
+    injectors.emplace_back([&, t] {
+      SmtpClient smtp(10s);
+      bool up = false;
+      for (int seq = t; seq < total; seq += kInjectors) {
+        std::this_thread::sleep_until(inject_start + window * seq / total);
+        for (int attempt = 0; attempt < 3; ++attempt) {
+          if (!up) {
+            up = smtp.Connect(sender_->port()).code == 220 &&
+                 smtp.Command("EHLO injector.test").code == 250;
+            if (!up) continue;
+          }
+          if (smtp.Command("MAIL FROM:<sender@client.test>").code == 250 &&
+              smtp.Command("RCPT TO:<user@example.test>").code == 250 &&
+              smtp.SendData(Message(seq)).code == 250) {
+            injected++;
+            break;
+          }
+          smtp.Close();
+          up = false;
+        }
+      }
+      if (up) smtp.Quit();
+    });
+  }
+
+  std::this_thread::sleep_for(2s);
+  ASSERT_TRUE(Reload(Config("late.php"))) << Logs();
+  std::this_thread::sleep_for(4s);
+  ASSERT_TRUE(Reload(Config("save.php"))) << Logs();
+  std::this_thread::sleep_for(kSaveTimeout * 1s + 1500ms);  // the held workers finish
+  ASSERT_TRUE(Reload(Config("killed.php"))) << Logs();
+  std::this_thread::sleep_for(3s);
+  ASSERT_TRUE(Reload(Config("save.php"))) << Logs();
+  std::this_thread::sleep_for(1s);
+  // Workers frozen mid-request past the deadline, then thawed: they finish storing late.
+  int frozen_rounds = 0;
+  for (int round = 0; round < 3; ++round) {
+    const int master = std::atoi(testing_support::ReadFile(php_->dir() + "/php-fpm.pid").c_str());
+    std::vector<int> workers;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = e.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string stat = testing_support::ReadFile("/proc/" + name + "/stat");
+      const size_t close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(stat.substr(close + 2));
+      std::string state;
+      int ppid = 0;
+      fields >> state >> ppid;
+      if (master > 0 && ppid == master) workers.push_back(std::stoi(name));
+    }
+    for (int w : workers) kill(w, SIGSTOP);
+    frozen_rounds += workers.empty() ? 0 : 1;
+    std::this_thread::sleep_for(kSaveTimeout * 1s + 1s);
+    for (int w : workers) kill(w, SIGCONT);
+    std::this_thread::sleep_for(1500ms);
+  }
+  ASSERT_TRUE(KillAndRestartPhp(500ms)) << Logs();
+  for (auto& t : injectors) t.join();
+  ASSERT_EQ(injected.load(), total) << Logs();
+
+  const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!sender_->QueueIsEmpty() && std::chrono::steady_clock::now() < drain_deadline) {
+    testing_support::RunCommand({"/usr/sbin/postqueue", "-c", sender_->config_dir(), "-f"});
+    for (int i = 0; i < 30 && !sender_->QueueIsEmpty(); ++i) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(sender_->WaitForQueueEmpty(std::chrono::seconds(1))) << Logs();
+  EXPECT_TRUE(receiver_->WaitForQueueEmpty(std::chrono::seconds(30))) << Logs();
+
+  // Count the stored copies of each message by its X-Seq header.
+  std::map<int, int> copies;
+  for (const char* sub : {"/new", "/cur"}) {
+    if (!std::filesystem::exists(maildir + sub)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(maildir + sub)) {
+      const std::string text = testing_support::ReadFile(e.path());
+      const size_t at = text.find("\nX-Seq: ");
+      if (at != std::string::npos) copies[std::atoi(text.c_str() + at + 8)]++;
+    }
+  }
+  int lost = 0, duplicated = 0;
+  for (int s = 0; s < total; ++s) {
+    if (copies[s] == 0) lost++;
+    if (copies[s] > 1) duplicated++;
+  }
+  const std::string hit_text = testing_support::ReadFile(php_->data_dir() + "/hits.log");
+  const int late_hits = CountOf(hit_text, "late.php");
+  const int killed_hits = CountOf(hit_text, "killed.php");
+  const std::string sender_log = sender_->maillog();
+  const int deferred = CountOf(sender_log, "status=deferred");
+  const std::string php_log = php_->error_log();
+  const int retries_recognised = CountOf(php_log, "already stored");
+  std::ostringstream fig;
+  fig << "raw mode, example save.php: sent " << total << ", stored " << copies.size() << ", lost "
+      << lost << ", stored twice " << duplicated << ", late answers " << late_hits
+      << ", killed after the write " << killed_hits << ", frozen rounds " << frozen_rounds
+      << ", deferrals seen by the sender " << deferred << ", retries answered SAVED without a "
+      << "second copy " << retries_recognised << ", bounced "
+      << CountOf(sender_log, "status=bounced") << ", time "
+      << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+      << " s\n";
+  std::printf("[ FIGURES  ] %s", fig.str().c_str());
+  RecordProperty("figures", fig.str());
+
+  EXPECT_EQ(lost, 0) << fig.str() << Logs();
+  EXPECT_EQ(duplicated, 0) << fig.str();
+  EXPECT_EQ(CountOf(sender_log, "status=bounced"), 0) << fig.str();
+  // The faults that make duplicates must really have struck, or this proves nothing.
+  EXPECT_GT(late_hits, 0) << fig.str();
+  EXPECT_GT(killed_hits, 0) << fig.str();
+  EXPECT_GT(frozen_rounds, 0) << fig.str();
+  EXPECT_GT(retries_recognised, 0) << "no retry of a stored message was seen\n" << fig.str();
 }
 
 }  // namespace

@@ -269,3 +269,46 @@ TEST_P(ExampleSaveE2eTest, FiftyMebibyteMessageIsStoredInRawModeAndKeptBySenderI
 INSTANTIATE_TEST_SUITE_P(BothModes, ExampleSaveE2eTest, ::testing::Values("form", "raw"));
 
 }  // namespace
+
+namespace {
+
+// examples/json/save.php: one Maildir per recipient, each storing a retried message once.
+TEST_P(ExampleSaveE2eTest, TheJsonExampleStoresARetryOncePerMailbox) {
+  maildir_ = tmp_.Mkdir("Maildir", 0777);
+  PhpFpm::Options o;
+  o.env["FCGI_MILTER_MAILDIR"] = maildir_;
+  php_ = std::make_unique<PhpFpm>(o);
+  const std::string save =
+      php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/json/save.php");
+  ASSERT_TRUE(php_->Start());
+  json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
+  config["save_mode"] = GetParam();
+  daemon_ = std::make_unique<MilterDaemon>(config);
+  ASSERT_TRUE(daemon_->Start());
+  Postfix::Options po;
+  po.milters = daemon_->postfix_milters();
+  postfix_ = std::make_unique<Postfix>(po);
+  ASSERT_TRUE(postfix_->Start());
+
+  const std::string message = testing_support::MakeMessage("sender@client.test", "u@example.test",
+                                                           "json once", "one copy per mailbox\n");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(SendMail(postfix_->port(), "sender@client.test",
+                         {"u@example.test", "v@example.test"}, message)
+                    .accepted())
+        << Diagnostics();
+  }
+  for (const char* box : {"u@example.test", "v@example.test"}) {
+    SCOPED_TRACE(box);
+    const std::string dir = maildir_ + "/" + box + "/new";
+    ASSERT_TRUE(std::filesystem::exists(dir)) << Diagnostics();
+    size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      ++files;
+      EXPECT_EQ(testing_support::ReadFile(e.path()), message);
+    }
+    EXPECT_EQ(files, 1u);
+  }
+}
+
+}  // namespace
