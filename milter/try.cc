@@ -225,8 +225,17 @@ void PrintExchange(const std::string& title, const Exchange& e) {
   }
   std::printf("   sent     %s %s\n", method.c_str(), uri.c_str());
   for (const auto& [k, v] : e.params) std::printf("            %s=%s\n", k.c_str(), v.c_str());
-  if (!e.form_preview.empty()) {
+  bool raw_body = false;  // save_mode raw: the fields are the query, the body is the message
+  for (const auto& [k, v] : e.params) {
+    raw_body = raw_body || (k == "CONTENT_TYPE" && v == "message/rfc822");
+  }
+  if (!e.form_preview.empty() && raw_body) {
+    std::printf("   query    (the request body is the message, %llu bytes)\n",
+                static_cast<unsigned long long>(e.content_length));
+  } else if (!e.form_preview.empty()) {
     std::printf("   form     (%llu bytes)\n", static_cast<unsigned long long>(e.content_length));
+  }
+  if (!e.form_preview.empty()) {
     for (const auto& [k, v] : DecodeForm(e.form_preview)) {
       std::string shown = Abbreviate(v, k == "body" ? 200 : 1000);
       for (char& c : shown) {
@@ -393,13 +402,17 @@ int RunTry(int argc, char** argv) {
     mail::RawMessageEncoder encoder(loaded.config.body_line_endings == config::LineEnding::kCrlf
                                         ? mail::LineEnding::kCrlf
                                         : mail::LineEnding::kLf,
-                                    [sp](std::string_view encoded) { return sp->Append(encoded); });
+                                    [sp](std::string_view encoded) { return sp->Append(encoded); },
+                                    filter->save_mode() == mail::SaveMode::kRaw
+                                        ? mail::BodyEncoding::kRaw
+                                        : mail::BodyEncoding::kForm);
     std::string subject_raw;
     if (fcgi::Status s = FeedMessage(raw, &encoder, &subject_raw); !s.ok()) {
       std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());
       return kExitUsage;
     }
     env.message_size = encoder.raw_size();
+    env.idempotency_key = mail::IdempotencyKey(env, encoder.digest());
     env.subject = mail::DecodeHeaderValue(subject_raw);
     Exchange ex;
     filter->Save(env, spool, nullptr, &ex);

@@ -214,10 +214,12 @@ TEST_F(TryTest, PlainPairJsonReportShowsEveryFormFieldAndVerdict) {
   EXPECT_EQ(save["params"]["CONTENT_TYPE"], "application/x-www-form-urlencoded");
   EXPECT_EQ(save["verdict"]["action"], "accept");
   EXPECT_EQ(save["stdout"], "SAVED\n");
+  // body first: PHP's max_input_vars can never cut it off.
   const std::vector<std::string> expected_names = {
-      "remote_ip",  "subject",      "tls_on",      "helo",        "mail_from",  "rcpt_to_0",
-      "rcpt_to[]",  "rcpt_count",   "queue_id",    "client_name", "auth_login", "tls_version",
-      "tls_cipher", "message_size", "daemon_name", "body"};
+      "body",        "remote_ip",  "subject",     "tls_on",       "helo",
+      "mail_from",   "rcpt_to_0",  "rcpt_to[]",   "rcpt_count",   "queue_id",
+      "client_name", "auth_login", "tls_version", "tls_cipher",   "message_size",
+      "daemon_name", "idempotency_key"};
   EXPECT_EQ(FormNames(r), expected_names);
   EXPECT_EQ(FormField(r, "remote_ip"), "192.0.2.7");
   EXPECT_EQ(FormField(r, "subject"), "Grüße from try");
@@ -234,7 +236,33 @@ TEST_F(TryTest, PlainPairJsonReportShowsEveryFormFieldAndVerdict) {
   EXPECT_EQ(FormField(r, "daemon_name"), "try");
   EXPECT_EQ(FormField(r, "message_size"), std::to_string(std::string(kMessage).size()));
   EXPECT_EQ(FormField(r, "body"), kMessage);
+  EXPECT_EQ(FormField(r, "idempotency_key").get<std::string>().size(), 64u);
   EXPECT_EQ(ListDir(maildir_ + "/new").size(), 1u);
+}
+
+// save_mode raw through `try`: the same request the daemon makes (the message as the body, the
+// envelope as the query), the same idempotency key for the same message, stored once.
+TEST_F(TryTest, RawModeSendsTheMessageAsTheBodyAndStoresItOncePerKey) {
+  StartPair("validate.php", "save.php", {{"save_mode", "raw"}});
+  TryRun first = Try({"--rcpt", "someone@example.test"}, true);
+  ASSERT_EQ(first.exit_status, 0) << Diagnostics(first);
+  const json& save = first.report["save"];
+  EXPECT_EQ(save["params"]["CONTENT_TYPE"], "message/rfc822");
+  EXPECT_EQ(save["params"]["CONTENT_LENGTH"], std::to_string(std::string(kMessage).size()));
+  EXPECT_NE(save["params"]["QUERY_STRING"].get<std::string>().find("rcpt_to%5B%5D=someone"),
+            std::string::npos);
+  const json key = FormField(first.report, "idempotency_key");
+  ASSERT_TRUE(key.is_string());
+  EXPECT_EQ(key.get<std::string>().size(), 64u);
+  EXPECT_TRUE(FormField(first.report, "body").is_null());
+  TryRun again = Try({"--rcpt", "someone@example.test"}, true);
+  ASSERT_EQ(again.exit_status, 0) << Diagnostics(again);
+  EXPECT_EQ(FormField(again.report, "idempotency_key"), key);
+  ASSERT_EQ(ListDir(maildir_ + "/new").size(), 1u);  // the second run was a retry
+  EXPECT_EQ(ReadFile(maildir_ + "/new/" + ListDir(maildir_ + "/new")[0]),
+            "Return-Path: <sender@origin.test>\n" + std::string(kMessage));
+  TryRun text = Try({"--rcpt", "someone@example.test"}, false);
+  EXPECT_NE(text.out.find("the request body is the message"), std::string::npos) << text.out;
 }
 
 TEST_F(TryTest, PlainPairWithPhpFpmStoppedIsTemporaryWithExitTwo) {
@@ -356,7 +384,7 @@ TEST_F(TryTest, InvalidJsonReplyFollowsTheFailurePolicy) {
   const std::string bad =
       php_->AddScript("bad.php",
                       "<?php header('Content-Type: application/json');\n"
-                      "echo json_encode(['action' => 'reject', 'smtp_code' => 450]);\n");
+                      "echo json_encode(['action' => 'reject', 'smtp_code' => '55x']);\n");
   json config = json::parse(ReadFile(config_path_));
   config["fcgi_script_filename_validate"] = bad;
   testing_support::WriteFile(config_path_, config.dump(2));
@@ -366,7 +394,7 @@ TEST_F(TryTest, InvalidJsonReplyFollowsTheFailurePolicy) {
   EXPECT_EQ(v["action"], "tempfail");
   EXPECT_EQ(v["smtp_code"], "451");
   EXPECT_EQ(v["reason"],
-            "invalid JSON reply: key 'smtp_code': 450 does not go with reject (needs 5xx)");
+            "invalid JSON reply: key 'smtp_code': 55x does not go with reject (needs 5xx)");
 
   config["validate_failure_action"] = "reject";
   testing_support::WriteFile(config_path_, config.dump(2));
