@@ -387,13 +387,7 @@ void RecordFailure(Message& m, const fcgi::Status& written) {
   if (!m.failure) {
     const uint64_t limit = m.filter->config().max_message_size;
     if (limit != 0 && m.encoder->raw_size() > limit) {
-      mail::Verdict v;
-      v.action = mail::Verdict::Action::kReject;
-      v.smtp_code = "552";
-      v.enhanced_code = "5.3.4";
-      v.text = "Message size exceeds fixed limit";
-      v.reason = "message over max_message_size (" + std::to_string(limit) + " bytes)";
-      m.failure = v;
+      m.failure = mail::MessageTooLarge(limit);
     } else if (!written.ok()) {
       m.failure = LocalTempfail("cannot keep the message: " + written.ToString());
     }

@@ -10,8 +10,6 @@
 namespace mail {
 namespace {
 
-constexpr const char* kTempfailText = "Temporary failure, try again later";
-
 Verdict Make(Verdict::Action action, std::string code, std::string enhanced, std::string text,
              std::string reason) {
   Verdict v;
@@ -35,17 +33,11 @@ std::string Quoted(const ScriptReply& reply) {
 // leaves a code empty where the script's was missing or unusable.
 Verdict Honour(Stage stage, const ScriptReply& reply) {
   const bool reject = reply.kind == ScriptReply::Kind::kReject;
-  std::string code = reply.smtp_code;
-  if (code.empty()) code = reject ? "550" : "451";
-  std::string enhanced = reply.enhanced_code;
-  if (enhanced.empty()) {
-    enhanced = reject ? (stage == Stage::kValidate ? "5.1.1" : "5.7.1") : "4.3.0";
-  }
-  std::string text = reply.text;
-  if (text.empty()) {
-    text = reject ? (stage == Stage::kValidate ? "Recipient address rejected" : "Message rejected")
-                  : kTempfailText;
-  }
+  const DefaultReply d =
+      DefaultReplyFor(stage, reject ? Verdict::Action::kReject : Verdict::Action::kTempfail);
+  std::string code = reply.smtp_code.empty() ? d.code : reply.smtp_code;
+  std::string enhanced = reply.enhanced_code.empty() ? d.enhanced : reply.enhanced_code;
+  std::string text = reply.text.empty() ? d.text : reply.text;
   std::string reason = std::string("script replied ") + Quoted(reply);
   if (!reply.note.empty()) reason += " (" + reply.note + ")";
   return Make(reject ? Verdict::Action::kReject : Verdict::Action::kTempfail, std::move(code),
@@ -60,11 +52,13 @@ Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
     case FailurePolicy::kAccept:
       v = Accept(std::move(reason) + " (accepted: failure policy)");
       break;
-    case FailurePolicy::kReject:
-      v = Make(Verdict::Action::kReject, "550", stage == Stage::kValidate ? "5.1.1" : "5.3.0",
-               stage == Stage::kValidate ? "Recipient address rejected" : "Message rejected",
+    case FailurePolicy::kReject: {
+      const DefaultReply d =
+          DefaultReplyFor(stage, Verdict::Action::kReject, ReplyCause::kFailurePolicy);
+      v = Make(Verdict::Action::kReject, d.code, d.enhanced, d.text,
                std::move(reason) + " (rejected: failure policy)");
       break;
+    }
   }
   v.backend_failure = true;
   return v;
@@ -72,8 +66,35 @@ Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
 
 }  // namespace
 
+DefaultReply DefaultReplyFor(Stage stage, Verdict::Action action, ReplyCause cause) {
+  const bool validate = stage == Stage::kValidate;
+  switch (action) {
+    case Verdict::Action::kTempfail: return {"451", "4.3.0", "Temporary failure, try again later"};
+    case Verdict::Action::kReject:
+      if (validate) return {"550", "5.1.1", "Recipient address rejected"};
+      // A backend failure rejected by policy is "other mail system problem", not a judgement.
+      return cause == ReplyCause::kFailurePolicy ? DefaultReply{"550", "5.3.0", "Message rejected"}
+                                                 : DefaultReply{"550", "5.7.1", "Message rejected"};
+    case Verdict::Action::kAccept:
+    case Verdict::Action::kDiscard:
+    case Verdict::Action::kQuarantine: break;
+  }
+  return {"", "", ""};
+}
+
 Verdict TemporaryFailure(std::string reason) {
-  return Make(Verdict::Action::kTempfail, "451", "4.3.0", kTempfailText, std::move(reason));
+  const DefaultReply d = DefaultReplyFor(Stage::kSave, Verdict::Action::kTempfail);
+  return Make(Verdict::Action::kTempfail, d.code, d.enhanced, d.text, std::move(reason));
+}
+
+Verdict MessageTooLarge(uint64_t limit) {
+  return Make(Verdict::Action::kReject, "552", "5.3.4", "Message size exceeds fixed limit",
+              "message over max_message_size (" + std::to_string(limit) + " bytes)");
+}
+
+Verdict EveryRecipientRefused(std::string reason) {
+  return Make(Verdict::Action::kReject, "550", "5.7.1", "Message refused for every recipient",
+              std::move(reason));
 }
 
 Verdict TooManyRecipients(size_t count) {
@@ -119,8 +140,10 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
       case Kind::kOther: break;
     }
     if (empty) return Failure(stage, policy, "script returned an empty reply");
-    return Make(Verdict::Action::kReject, "550", "5.1.1",
-                "Recipient address rejected: User unknown",
+    // Not PASS: the script's refusal, the validate reject default with the reason spelled out.
+    const DefaultReply d = DefaultReplyFor(stage, Verdict::Action::kReject);
+    return Make(Verdict::Action::kReject, d.code, d.enhanced,
+                std::string(d.text) + ": User unknown",
                 "script replied " + Quoted(reply) + " (not PASS)");
   }
 
@@ -155,12 +178,9 @@ std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipie
   }
   v->refused_recipients = std::move(kept);
   if (!v->refused_recipients.empty() && v->refused_recipients.size() >= recipients.size()) {
-    v->action = Verdict::Action::kReject;
-    v->smtp_code = "550";
-    v->enhanced_code = "5.7.1";
-    v->text = "Message refused for every recipient";
-    v->reason += " (every recipient refused)";
-    v->header_edits.clear();
+    std::vector<std::string> refused = std::move(v->refused_recipients);
+    *v = EveryRecipientRefused(v->reason + " (every recipient refused)");
+    v->refused_recipients = std::move(refused);
   }
   return unknown;
 }

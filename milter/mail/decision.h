@@ -4,6 +4,7 @@
 // Thread-safety: pure function, reentrant.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,20 @@ struct Verdict {
 // Temporary failure is the safe default: the sender keeps the message.
 enum class FailurePolicy { kTempfail, kAccept, kReject };
 
+// The reply table: every SMTP reply the daemon makes up itself, and the defaults a script's
+// REJECT/TEMPFAIL (plain or JSON) gets for a code or text it left out, come from here.
+struct DefaultReply {
+  const char* code;
+  const char* enhanced;
+  const char* text;
+};
+// Who decided: the script (its REJECT/TEMPFAIL without code or text), or the failure policy
+// (backend trouble).
+enum class ReplyCause { kScript, kFailurePolicy };
+// The reply for a reject or tempfail at `stage`; kAccept/kDiscard/kQuarantine have none (empty).
+DefaultReply DefaultReplyFor(Stage stage, Verdict::Action action,
+                             ReplyCause cause = ReplyCause::kScript);
+
 // 451 4.3.0 "Temporary failure, try again later": the one default temporary reply, whoever
 // decides it (backend trouble, a local failure, a script's unusable tempfail).
 Verdict TemporaryFailure(std::string reason);
@@ -55,6 +70,12 @@ Verdict TemporaryFailure(std::string reason);
 // 452 4.5.3: a transaction already holds `count` recipients, as many as one save request can
 // carry; the sender sends the rest again.
 Verdict TooManyRecipients(size_t count);
+
+// 552 5.3.4: the message passed max_message_size (`limit` bytes).
+Verdict MessageTooLarge(uint64_t limit);
+
+// 550 5.7.1: a save verdict refused every recipient of the message.
+Verdict EveryRecipientRefused(std::string reason);
 
 // validate: PASS -> accept; script REJECT/TEMPFAIL honoured; other non-empty reply -> 550 5.1.1.
 // save: SAVED -> accept; REJECT/TEMPFAIL/DISCARD honoured; anything else -> 451 4.3.0.

@@ -242,24 +242,20 @@ std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::stri
   }
   if (rejecting || tempfailing) {
     const char cls = rejecting ? '5' : '4';
-    if (code.empty()) code = rejecting ? "550" : "451";
+    const DefaultReply d = DefaultReplyFor(stage, v.action);
+    if (code.empty()) code = d.code;
     if (!ValidCode(code, cls)) {
       r.Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + action + " (needs " +
              cls + "xx)");
       return std::nullopt;
     }
-    if (enhanced.empty()) {
-      enhanced = rejecting ? (save ? "5.7.1" : "5.1.1") : "4.3.0";
-    }
+    if (enhanced.empty()) enhanced = d.enhanced;
     if (!ValidEnhanced(enhanced, cls)) {
       r.Fail("key 'enhanced_code': \"" + SafeLine(enhanced, 20) + "\" is not a " + cls +
              ".x.y code");
       return std::nullopt;
     }
-    if (lines.empty()) {
-      lines.push_back(rejecting ? (save ? "Message rejected" : "Recipient address rejected")
-                                : "Temporary failure, try again later");
-    }
+    if (lines.empty()) lines.push_back(d.text);
     v.smtp_code = code;
     v.enhanced_code = enhanced;
     v.text = lines.front();
