@@ -146,11 +146,6 @@ std::vector<BackendStats> BackendPool::stats() const {
   return out;
 }
 
-bool BackendPool::AnyUp() const {
-  return std::any_of(backends_.begin(), backends_.end(),
-                     [](const auto& b) { return b->up.load(); });
-}
-
 bool BackendPool::AnyConnectable() const {
   for (const auto& b : backends_) {
     if (ProbeBackend(b->address, 1000).ok()) return true;

@@ -54,8 +54,6 @@ class BackendPool {
                  std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(10));
 
   std::vector<BackendStats> stats() const;
-  // True when at least one backend is up.
-  bool AnyUp() const;
   // Connects to each backend now (health checks): true when one accepts.
   bool AnyConnectable() const;
   // "unix:/run/php.sock" or "2 backends", for logs.

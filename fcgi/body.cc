@@ -57,22 +57,6 @@ Status ConcatBody::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) con
 Spool::Spool(std::string directory, uint64_t threshold)
     : directory_(std::move(directory)), threshold_(threshold) {}
 
-Spool::~Spool() {
-  Clear();
-}
-
-void Spool::Clear() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-  memory_.clear();
-  memory_.shrink_to_fit();
-  pending_.clear();
-  pending_.shrink_to_fit();
-  size_ = 0;
-  file_size_ = 0;
-  sticky_error_ = Status::Ok();
-}
-
 Status Spool::Spill() {
   // O_TMPFILE: the file never has a name, so nothing is left behind after a crash.
   int fd = ::open(directory_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -86,8 +70,8 @@ Status Spool::Spill() {
   if (fd < 0) {
     return Status::FromErrno(Status::Code::kIoError, "creating spool file in " + directory_, errno);
   }
-  fd_ = fd;
-  Status s = PwriteAll(fd_, memory_.data(), memory_.size(), 0);
+  fd_.Reset(fd);
+  Status s = PwriteAll(fd_.get(), memory_.data(), memory_.size(), 0);
   file_size_ = memory_.size();
   memory_.clear();
   memory_.shrink_to_fit();
@@ -96,7 +80,7 @@ Status Spool::Spill() {
 
 Status Spool::FlushPending() {
   if (pending_.empty()) return Status::Ok();
-  Status s = PwriteAll(fd_, pending_.data(), pending_.size(), file_size_);
+  Status s = PwriteAll(fd_.get(), pending_.data(), pending_.size(), file_size_);
   if (!s.ok()) return s;
   file_size_ += pending_.size();
   pending_.clear();
@@ -106,7 +90,7 @@ Status Spool::FlushPending() {
 Status Spool::Append(std::string_view data) {
   if (!sticky_error_.ok()) return sticky_error_;
   size_ += data.size();
-  if (fd_ < 0) {
+  if (!fd_.valid()) {
     memory_.append(data);
     if (memory_.size() <= threshold_) return Status::Ok();
     sticky_error_ = Spill();
@@ -122,7 +106,7 @@ Status Spool::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) const {
   if (!sticky_error_.ok()) return sticky_error_;
   if (offset >= size_) return Status::Ok();
   n = std::min<uint64_t>(n, size_ - offset);
-  if (fd_ < 0) {
+  if (!fd_.valid()) {
     std::memcpy(buf, memory_.data() + offset, n);
     *got = n;
     return Status::Ok();
@@ -134,7 +118,7 @@ Status Spool::ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) const {
   }
   n = std::min<uint64_t>(n, file_size_ - offset);
   for (;;) {
-    ssize_t r = ::pread(fd_, buf, n, static_cast<off_t>(offset));
+    ssize_t r = ::pread(fd_.get(), buf, n, static_cast<off_t>(offset));
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return Status::FromErrno(Status::Code::kIoError, "reading spool file", errno);
     if (r == 0) return Status::IoError("spool file shorter than expected");

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fcgi/socket.h"
 #include "fcgi/status.h"
 
 namespace fcgi {
@@ -50,29 +51,26 @@ class ConcatBody final : public Body {
 class Spool final : public Body {
  public:
   Spool(std::string directory, uint64_t threshold);
-  ~Spool() override;
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
   Status Append(std::string_view data);
   uint64_t size() const override { return size_; }
   Status ReadAt(uint64_t offset, char* buf, size_t n, size_t* got) const override;
-  bool spilled() const { return fd_ >= 0; }
-  // Drops the content (and the temp file); the spool can be reused.
-  void Clear();
+  bool spilled() const { return fd_.valid(); }
 
  private:
   Status Spill();
+  Status FlushPending();
 
   std::string directory_;
   uint64_t threshold_;
   std::string memory_;
   std::string pending_;  // write buffer in front of the file, flushed at kFlushSize
-  int fd_ = -1;
+  UniqueFd fd_;          // the temp file once spilled; it has no name, closing it frees it
   uint64_t size_ = 0;
   uint64_t file_size_ = 0;
-  Status FlushPending();
-  mutable Status sticky_error_;
+  Status sticky_error_;  // the first write failure: every later Append and ReadAt returns it
 };
 
 }  // namespace fcgi

@@ -265,7 +265,7 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
         f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
     // Header values with their leading whitespace: the saved message must be the one sent.
     // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
-    // packet waits on Nagle/delayed ACK over inet: sockets (see FACTS.md).
+    // packet waits on Nagle/delayed ACK over inet: sockets (docs/platform-notes.md).
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
     // Stages whose answer is always "continue" need no reply: fewer round trips per message.
     // Only where no stall can follow: on a unix socket, or on TCP with quick ACKs armed.

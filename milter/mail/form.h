@@ -30,7 +30,6 @@ class FormBuilder {
   // Appends "[&]name=" and leaves the value to the caller, who appends already-encoded bytes
   // elsewhere (e.g. a message body streamed by RawMessageEncoder after this prefix).
   void BeginField(std::string_view name);
-  void Reserve(size_t n) { str_.reserve(n); }
   const std::string& str() const { return str_; }
   std::string Take() { return std::move(str_); }
 

@@ -1,4 +1,4 @@
-// PhpFpm fixture: config per FACTS.md (foreground master, static pool as www-data, private socket).
+// PhpFpm fixture: config per docs/platform-notes.md (foreground master, static pool as www-data, private socket).
 // Thread-safety: see php_fpm.h.
 #include "tests/support/php_fpm.h"
 

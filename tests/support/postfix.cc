@@ -1,4 +1,4 @@
-// Postfix fixture, per FACTS.md: private config/queue/data dirs, chroot off, a maillog file instead
+// Postfix fixture, per docs/platform-notes.md: private config/queue/data dirs, chroot off, a maillog file instead
 // of syslog, `script -qec` around postfix commands so their fatal errors are not lost.
 // Thread-safety: see postfix.h.
 #include "tests/support/postfix.h"
@@ -225,7 +225,7 @@ std::string Postfix::MasterCf(std::string* error) const {
   }
   if (access(kPostfix, X_OK) != 0) {
     return ::testing::AssertionFailure()
-           << kPostfix << " not found: install postfix (see FACTS.md) to run this test";
+           << kPostfix << " not found: install postfix (scripts/install-deps) to run this test";
   }
   std::string error;
   std::string master_cf = MasterCf(&error);

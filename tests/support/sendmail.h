@@ -1,7 +1,7 @@
 // Sendmail: a private, real Sendmail 8.17 daemon on a loopback port with INPUT_MAIL_FILTER in front
 // of a milter, for end-to-end tests. Sendmail is not installed (sendmail-bin conflicts with
-// postfix): scripts/fetch-sendmail unpacks Debian's packages into a cache root; see FACTS.md,
-// Sendmail. Thread-safety: not thread-safe; the test thread owns it.
+// postfix): scripts/fetch-sendmail unpacks Debian's packages into a cache root; see
+// docs/platform-notes.md, Sendmail. Thread-safety: not thread-safe; the test thread owns it.
 #pragma once
 
 #include <sys/types.h>
