@@ -194,21 +194,15 @@ std::string ReadChoice(const Json& v, std::initializer_list<const char*> choices
   return Expected(what, v);
 }
 
-// "192.0.2.0/24", "2001:db8::/32" or a single address.
-bool IsNetwork(const std::string& text) {
-  const size_t slash = text.find('/');
-  const std::string addr = text.substr(0, slash);
-  unsigned char buf[16];
-  const bool v4 = inet_pton(AF_INET, addr.c_str(), buf) == 1;
-  const bool v6 = !v4 && inet_pton(AF_INET6, addr.c_str(), buf) == 1;
-  if (!v4 && !v6) return false;
-  if (slash == std::string::npos) return true;
-  const std::string bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 ||
-      bits.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
+std::string ReadFailureAction(const Json& v, FailureAction* out) {
+  std::string word;
+  std::string err = ReadChoice(v, {"tempfail", "accept", "reject"}, &word);
+  if (err.empty()) {
+    *out = word == "accept"   ? FailureAction::kAccept
+           : word == "reject" ? FailureAction::kReject
+                              : FailureAction::kTempfail;
   }
-  return std::stoi(bits) <= (v4 ? 32 : 128);
+  return err;
 }
 
 // A user or group name as getpwnam/getgrnam take it; existence is checked at start-up.
@@ -283,10 +277,43 @@ std::string ReadSocketMode(const Json& v, int* out) {
 
 using Reader = std::string (*)(const Json&, Config&);
 
+// How Summarize shows the values that are not plain strings or numbers.
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
+std::string BackendList(const Config& c) {
+  std::string out;
+  for (const BackendSpec& b : c.fcgi_backends) {
+    out += (out.empty() ? "" : ", ") +
+           std::string(b.type == ConnectionType::kTcp ? "tcp:" : "unix:") + b.address;
+  }
+  return out;
+}
+
+std::string OctalMode(int mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode);
+  return text;
+}
+
+const char* FailureActionName(FailureAction a) {
+  switch (a) {
+    case FailureAction::kTempfail: return "tempfail";
+    case FailureAction::kAccept: return "accept";
+    case FailureAction::kReject: return "reject";
+  }
+  return "tempfail";
+}
+
 struct KeySpec {
   const char* name;
   bool required;
   Reader read;
+  // The value as text, for `-t` and the reload log; the one other place a key is named.
+  std::string (*show)(const Config&);
 };
 
 // clang-format off
@@ -298,7 +325,7 @@ const KeySpec kKeys[] = {
       c.fcgi_connection_type = word == "tcp" ? ConnectionType::kTcp : ConnectionType::kUnix;
     }
     return err;
-  }},
+  }, [](const Config& c) -> std::string { return c.fcgi_connection_type == ConnectionType::kTcp ? "tcp" : "unix"; }},
   {"fcgi_connection_address", true, [](const Json& v, Config& c) {
     // Checked against the connection type once every key is read.
     std::string err = ReadString(v, "a socket path or host:port", &c.fcgi_connection_address);
@@ -306,52 +333,52 @@ const KeySpec kKeys[] = {
       err = Expected("a socket path or host:port", v);
     }
     return err;
-  }},
+  }, [](const Config& c) -> std::string { return c.fcgi_connection_address; }},
   {"fcgi_script_filename_validate", false, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, true, &c.fcgi_script_filename_validate);
-  }},
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_validate; }},
   {"fcgi_script_filename_save", true, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, false, &c.fcgi_script_filename_save);
-  }},
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_save; }},
   {"milter_socket", false, [](const Json& v, Config& c) {
     return ReadMilterSocket(v, &c.milter_socket);
-  }},
+  }, [](const Config& c) -> std::string { return c.milter_socket; }},
   {"milter_socket_mode", false, [](const Json& v, Config& c) {
     return ReadSocketMode(v, &c.milter_socket_mode);
-  }},
+  }, [](const Config& c) -> std::string { return OctalMode(c.milter_socket_mode); }},
   {"fcgi_connect_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0.1, 29, &c.fcgi_connect_timeout);
-  }},
+  }, [](const Config& c) -> std::string { return FormatNumber(c.fcgi_connect_timeout); }},
   {"validate_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0.1, 29, &c.validate_timeout);  // Postfix milter_command_timeout: 30 s
-  }},
+  }, [](const Config& c) -> std::string { return FormatNumber(c.validate_timeout); }},
   {"save_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0.1, 299, &c.save_timeout);  // Postfix milter_content_timeout: 300 s
-  }},
+  }, [](const Config& c) -> std::string { return FormatNumber(c.save_timeout); }},
   {"body_line_endings", false, [](const Json& v, Config& c) {
     std::string word;
     std::string err = ReadChoice(v, {"lf", "crlf"}, &word);
     if (err.empty()) c.body_line_endings = word == "crlf" ? LineEnding::kCrlf : LineEnding::kLf;
     return err;
-  }},
+  }, [](const Config& c) -> std::string { return c.body_line_endings == LineEnding::kCrlf ? "crlf" : "lf"; }},
   {"save_mode", false, [](const Json& v, Config& c) {
     std::string word;
     std::string err = ReadChoice(v, {"form", "raw"}, &word);
     if (err.empty()) c.save_mode = word == "raw" ? SaveMode::kRaw : SaveMode::kForm;
     return err;
-  }},
+  }, [](const Config& c) -> std::string { return c.save_mode == SaveMode::kRaw ? "raw" : "form"; }},
   {"spool_directory", false, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, false, &c.spool_directory);
-  }},
+  }, [](const Config& c) -> std::string { return c.spool_directory; }},
   {"spool_threshold", false, [](const Json& v, Config& c) {
     return ReadBytes(v, 0, &c.spool_threshold);
-  }},
+  }, [](const Config& c) -> std::string { return std::to_string(c.spool_threshold); }},
   {"max_message_size", false, [](const Json& v, Config& c) {
     return ReadBytes(v, 0, &c.max_message_size);
-  }},
+  }, [](const Config& c) -> std::string { return std::to_string(c.max_message_size); }},
   {"max_reply_size", false, [](const Json& v, Config& c) {
     return ReadBytes(v, 1, &c.max_reply_size);
-  }},
+  }, [](const Config& c) -> std::string { return std::to_string(c.max_reply_size); }},
   {"php_max_input_vars", false, [](const Json& v, Config& c) {
     // 0, or enough for the fixed save fields and one recipient (17 variables in a form).
     if (!v.is_number_unsigned() || (v.get<uint64_t>() != 0 && v.get<uint64_t>() < 17) ||
@@ -360,19 +387,19 @@ const KeySpec kKeys[] = {
     }
     c.php_max_input_vars = v.get<uint64_t>();
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return std::to_string(c.php_max_input_vars); }},
   {"fcgi_max_connections", false, [](const Json& v, Config& c) {
     if (!v.is_number_unsigned() || v.get<uint64_t>() < 1 || v.get<uint64_t>() > 1024) {
       return Expected("a whole number of connections from 1 to 1024", v);
     }
     c.fcgi_max_connections = static_cast<size_t>(v.get<uint64_t>());
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return std::to_string(c.fcgi_max_connections); }},
   {"fcgi_keep_alive", false, [](const Json& v, Config& c) {
     if (!v.is_boolean()) return Expected("true or false", v);
     c.fcgi_keep_alive = v.get<bool>();
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return c.fcgi_keep_alive ? "true" : "false"; }},
   {"fcgi_backends", false, [](const Json& v, Config& c) {
     constexpr const char* kWhat =
         "an array of backends such as [\"unix:/run/php/php8.2-fpm.sock\", \"tcp:10.0.0.5:9000\"]";
@@ -399,53 +426,54 @@ const KeySpec kKeys[] = {
     }
     c.fcgi_backends = std::move(backends);
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return BackendList(c); }},
   {"validate_failure_action", false, [](const Json& v, Config& c) {
-    return ReadChoice(v, {"tempfail", "accept", "reject"}, &c.validate_failure_action);
-  }},
+    return ReadFailureAction(v, &c.validate_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.validate_failure_action); }},
   {"save_failure_action", false, [](const Json& v, Config& c) {
-    return ReadChoice(v, {"tempfail", "accept", "reject"}, &c.save_failure_action);
-  }},
+    return ReadFailureAction(v, &c.save_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.save_failure_action); }},
   {"validate_skip_authenticated", false, [](const Json& v, Config& c) {
     if (!v.is_boolean()) return Expected("true or false", v);
     c.validate_skip_authenticated = v.get<bool>();
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return c.validate_skip_authenticated ? "true" : "false"; }},
   {"validate_skip_networks", false, [](const Json& v, Config& c) {
     constexpr const char* kWhat = "an array of networks such as [\"10.0.0.0/8\", \"::1/128\"]";
     if (!v.is_array()) return Expected(kWhat, v);
     std::vector<std::string> networks;
     for (const Json& item : v) {
-      if (!item.is_string() || !IsNetwork(item.get<std::string>())) {
-        return Expected(kWhat, v) + " (bad entry " + Describe(item) + ")";
-      }
+      if (!item.is_string()) return Expected(kWhat, v) + " (bad entry " + Describe(item) + ")";
       networks.push_back(item.get<std::string>());
     }
-    c.validate_skip_networks = std::move(networks);
+    std::string bad;
+    if (!c.validate_skip_networks.Parse(networks, &bad)) {
+      return Expected(kWhat, v) + " (bad entry " + Describe(Json(bad)) + ")";
+    }
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return Join(c.validate_skip_networks.entries()); }},
   {"user", false, [](const Json& v, Config& c) {
     return ReadName(v, "a user name (\"\" = keep the user it was started as)", &c.user);
-  }},
+  }, [](const Config& c) -> std::string { return c.user; }},
   {"group", false, [](const Json& v, Config& c) {
     return ReadName(v, "a group name (\"\" = the user's primary group)", &c.group);
-  }},
+  }, [](const Config& c) -> std::string { return c.group; }},
   {"milter_socket_group", false, [](const Json& v, Config& c) {
     return ReadName(v, "a group name (\"\" = leave the socket's group)", &c.milter_socket_group);
-  }},
+  }, [](const Config& c) -> std::string { return c.milter_socket_group; }},
   {"pid_file", false, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, true, &c.pid_file);
-  }},
+  }, [](const Config& c) -> std::string { return c.pid_file; }},
   {"log_target", false, [](const Json& v, Config& c) {
     return ReadChoice(v, {"stderr", "syslog"}, &c.log_target);
-  }},
+  }, [](const Config& c) -> std::string { return c.log_target; }},
   {"syslog_facility", false, [](const Json& v, Config& c) {
     return ReadChoice(v, {"mail", "daemon", "user", "local0", "local1", "local2", "local3",
                           "local4", "local5", "local6", "local7"}, &c.syslog_facility);
-  }},
+  }, [](const Config& c) -> std::string { return c.syslog_facility; }},
   {"shutdown_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0, 600, &c.shutdown_timeout);
-  }},
+  }, [](const Config& c) -> std::string { return FormatNumber(c.shutdown_timeout); }},
   {"metrics_listen", false, [](const Json& v, Config& c) {
     constexpr const char* kWhat = "\"host:port\" (such as \"127.0.0.1:9466\") or \"\" for off";
     std::string err = ReadString(v, kWhat, &c.metrics_listen);
@@ -455,17 +483,23 @@ const KeySpec kKeys[] = {
         c.metrics_listen.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
       return Expected(kWhat, v);
     }
+    // The port as a number: more than 5 digits, 0 or above 65535 would wrap in the uint16_t
+    // the listener takes (":70000" bound port 4464).
+    const std::string port = c.metrics_listen.substr(colon + 1);
+    if (port.size() > 5 || std::stoul(port) < 1 || std::stoul(port) > 65535) {
+      return Expected(kWhat, v) + " (port " + port + " is outside 1-65535)";
+    }
     return std::string();
-  }},
+  }, [](const Config& c) -> std::string { return c.metrics_listen; }},
   {"log_level", false, [](const Json& v, Config& c) {
     return ReadChoice(v, {"error", "warning", "info", "debug"}, &c.log_level);
-  }},
+  }, [](const Config& c) -> std::string { return c.log_level; }},
   {"server_name", false, [](const Json& v, Config& c) {
     constexpr const char* kWhat = "a host name string (\"\" = this machine's)";
     std::string err = ReadString(v, kWhat, &c.server_name);
     if (err.empty() && HasControlChar(c.server_name)) err = Expected(kWhat, v);
     return err;
-  }},
+  }, [](const Config& c) -> std::string { return c.server_name; }},
 };
 // clang-format on
 
@@ -715,62 +749,10 @@ LoadResult LoadFile(const std::string& path) {
   return Parse(text, path);
 }
 
-namespace {
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
-}
-}  // namespace
-
-std::string BackendList(const Config& c) {
-  std::string out;
-  for (const BackendSpec& b : c.fcgi_backends) {
-    out += (out.empty() ? "" : ", ") +
-           std::string(b.type == ConnectionType::kTcp ? "tcp:" : "unix:") + b.address;
-  }
-  return out;
-}
-
 std::vector<std::pair<std::string, std::string>> Summarize(const Config& c) {
-  auto num = [](double d) { return FormatNumber(d); };
-  char mode[8];
-  std::snprintf(mode, sizeof mode, "%04o", c.milter_socket_mode);
-  return {
-      {"fcgi_connection_type", c.fcgi_connection_type == ConnectionType::kTcp ? "tcp" : "unix"},
-      {"fcgi_connection_address", c.fcgi_connection_address},
-      {"fcgi_script_filename_validate", c.fcgi_script_filename_validate},
-      {"fcgi_script_filename_save", c.fcgi_script_filename_save},
-      {"milter_socket", c.milter_socket},
-      {"milter_socket_mode", mode},
-      {"fcgi_connect_timeout", num(c.fcgi_connect_timeout)},
-      {"validate_timeout", num(c.validate_timeout)},
-      {"save_timeout", num(c.save_timeout)},
-      {"body_line_endings", c.body_line_endings == LineEnding::kCrlf ? "crlf" : "lf"},
-      {"save_mode", c.save_mode == SaveMode::kRaw ? "raw" : "form"},
-      {"spool_directory", c.spool_directory},
-      {"spool_threshold", std::to_string(c.spool_threshold)},
-      {"max_message_size", std::to_string(c.max_message_size)},
-      {"max_reply_size", std::to_string(c.max_reply_size)},
-      {"php_max_input_vars", std::to_string(c.php_max_input_vars)},
-      {"fcgi_max_connections", std::to_string(c.fcgi_max_connections)},
-      {"fcgi_keep_alive", c.fcgi_keep_alive ? "true" : "false"},
-      {"fcgi_backends", BackendList(c)},
-      {"validate_failure_action", c.validate_failure_action},
-      {"save_failure_action", c.save_failure_action},
-      {"validate_skip_authenticated", c.validate_skip_authenticated ? "true" : "false"},
-      {"validate_skip_networks", Join(c.validate_skip_networks)},
-      {"user", c.user},
-      {"group", c.group},
-      {"milter_socket_group", c.milter_socket_group},
-      {"pid_file", c.pid_file},
-      {"log_target", c.log_target},
-      {"syslog_facility", c.syslog_facility},
-      {"shutdown_timeout", num(c.shutdown_timeout)},
-      {"metrics_listen", c.metrics_listen},
-      {"log_level", c.log_level},
-      {"server_name", c.server_name},
-  };
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const KeySpec& k : kKeys) out.emplace_back(k.name, k.show(c));
+  return out;
 }
 
 std::vector<std::string> ChangedKeys(const Config& before, const Config& after) {

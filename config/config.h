@@ -11,11 +11,15 @@
 #include <utility>
 #include <vector>
 
+#include "config/network.h"
+
 namespace config {
 
 enum class ConnectionType { kUnix, kTcp };
 enum class LineEnding { kLf, kCrlf };
 enum class SaveMode { kForm, kRaw };
+// What a backend failure means at a stage: "tempfail" (safe default), "accept" or "reject".
+enum class FailureAction { kTempfail, kAccept, kReject };
 
 struct BackendSpec {
   ConnectionType type = ConnectionType::kUnix;
@@ -44,10 +48,10 @@ struct Config {
   // "form": the original processor's urlencoded form. "raw": the message is the request body
   // (message/rfc822), streamed unencoded; the other fields are the query string ($_GET).
   SaveMode save_mode = SaveMode::kForm;
-  std::string spool_directory = "/var/tmp";        // absolute; where large messages spill
-  uint64_t spool_threshold = 1048576;  // bytes of a message kept in memory before spilling
-  uint64_t max_message_size = 0;       // bytes of raw message, 0 = unlimited; over -> 552 5.3.4
-  uint64_t max_reply_size = 1048576;   // bytes of script output accepted
+  std::string spool_directory = "/var/tmp";  // absolute; where large messages spill
+  uint64_t spool_threshold = 1048576;        // bytes of a message kept in memory before spilling
+  uint64_t max_message_size = 0;      // bytes of raw message, 0 = unlimited; over -> 552 5.3.4
+  uint64_t max_reply_size = 1048576;  // bytes of script output accepted
   // The save pool's PHP max_input_vars: a save form never has more variables (PHP would drop
   // the rest silently), so recipients beyond what fits get 452 4.5.3 and come in another
   // transaction. 0 = no limit (a script that reads php://input itself).
@@ -61,10 +65,10 @@ struct Config {
   std::vector<BackendSpec> fcgi_backends;
   // Per-stage policy: what a backend failure (unreachable, timeout, bad status, unparsable
   // reply) means: "tempfail" (safe default), "accept" or "reject".
-  std::string validate_failure_action = "tempfail";
-  std::string save_failure_action = "tempfail";
-  bool validate_skip_authenticated = false;         // SASL-authenticated senders: no validate
-  std::vector<std::string> validate_skip_networks;  // clients in these CIDRs: no validate
+  FailureAction validate_failure_action = FailureAction::kTempfail;
+  FailureAction save_failure_action = FailureAction::kTempfail;
+  bool validate_skip_authenticated = false;  // SASL-authenticated senders: no validate
+  NetworkList validate_skip_networks;        // clients in these networks: no validate
 
   // Daemon behaviour.
   std::string user;                   // drop to this user after binding; "" = stay

@@ -572,9 +572,12 @@ const char* BackendErrorKind(const fcgi::Result& r) {
   return "other";
 }
 
-mail::FailurePolicy ToPolicy(const std::string& word) {
-  if (word == "accept") return mail::FailurePolicy::kAccept;
-  if (word == "reject") return mail::FailurePolicy::kReject;
+mail::FailurePolicy ToPolicy(config::FailureAction action) {
+  switch (action) {
+    case config::FailureAction::kTempfail: return mail::FailurePolicy::kTempfail;
+    case config::FailureAction::kAccept: return mail::FailurePolicy::kAccept;
+    case config::FailureAction::kReject: return mail::FailurePolicy::kReject;
+  }
   return mail::FailurePolicy::kTempfail;
 }
 
@@ -630,10 +633,6 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
       config.save_mode == config::SaveMode::kRaw ? mail::SaveMode::kRaw : mail::SaveMode::kForm;
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
-  std::string bad;
-  if (!f->validate_skip_networks_.Parse(config.validate_skip_networks, &bad)) {
-    return fcgi::Status::InvalidArgument("key 'validate_skip_networks': bad network " + bad);
-  }
   *out = std::move(f);
   return fcgi::Status::Ok();
 }
@@ -775,7 +774,7 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
     accept.reason = "no validate script configured";
   } else if (config_.validate_skip_authenticated && !envelope.auth_login.empty()) {
     accept.reason = "sender authenticated as " + envelope.auth_login + ": not validated";
-  } else if (validate_skip_networks_.Contains(envelope.client_ip)) {
+  } else if (config_.validate_skip_networks.Contains(envelope.client_ip)) {
     accept.reason = "client " + envelope.client_ip + " in validate_skip_networks: not validated";
   } else {
     return Run(

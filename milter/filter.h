@@ -16,7 +16,6 @@
 #include "fcgi/protocol.h"
 #include "milter/mail/decision.h"
 #include "milter/mail/envelope.h"
-#include "milter/mail/network.h"
 
 namespace milter {
 
@@ -90,7 +89,6 @@ class Filter {
   ScriptTarget save_;
   mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
   mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
-  mail::NetworkList validate_skip_networks_;
   mail::SaveMode save_mode_ = mail::SaveMode::kForm;
 };
 

@@ -479,8 +479,10 @@ TEST(ConfigPolicy, FailureActionsAndSkipNetworksAreChecked) {
     "validate_skip_networks": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]})",
                           "t.json");
   ASSERT_TRUE(ok.ok()) << ok.errors[0];
-  EXPECT_EQ(ok.config.save_failure_action, "accept");
-  EXPECT_EQ(ok.config.validate_skip_networks.size(), 3u);
+  EXPECT_EQ(ok.config.save_failure_action, config::FailureAction::kAccept);
+  EXPECT_EQ(ok.config.validate_skip_networks.entries().size(), 3u);
+  EXPECT_TRUE(ok.config.validate_skip_networks.Contains("2001:db8::7"));
+  EXPECT_FALSE(ok.config.validate_skip_networks.Contains("192.0.2.2"));
   auto bad = config::Parse(R"({"fcgi_connection_address": "/run/php.sock",
     "fcgi_script_filename_save": "/srv/save.php", "save_failure_action": "drop",
     "validate_skip_networks": ["10.0.0.0/33"]})",

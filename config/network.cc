@@ -1,11 +1,11 @@
-#include "milter/mail/network.h"
+#include "config/network.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
 #include <cstring>
 
-namespace mail {
+namespace config {
 namespace {
 
 // Text to (family, 16 bytes); IPv4-mapped IPv6 addresses count as IPv4.
@@ -31,6 +31,7 @@ bool ToBytes(const std::string& text, int* family, std::array<uint8_t, 16>* byte
 
 bool NetworkList::Parse(const std::vector<std::string>& entries, std::string* bad) {
   networks_.clear();
+  entries_.clear();
   for (const std::string& entry : entries) {
     const size_t slash = entry.find('/');
     Network n{};
@@ -51,6 +52,7 @@ bool NetworkList::Parse(const std::vector<std::string>& entries, std::string* ba
     }
     networks_.push_back(n);
   }
+  entries_ = entries;
   return true;
 }
 
@@ -75,4 +77,4 @@ bool NetworkList::Contains(const std::string& address) const {
   return false;
 }
 
-}  // namespace mail
+}  // namespace config

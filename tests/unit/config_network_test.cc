@@ -1,9 +1,9 @@
 // Client network lists for the validate skips.
 #include <gtest/gtest.h>
 
-#include "milter/mail/network.h"
+#include "config/network.h"
 
-namespace mail {
+namespace config {
 namespace {
 
 TEST(NetworkList, MatchesIpv4PrefixesIncludingPartialBytes) {
@@ -40,4 +40,4 @@ TEST(NetworkList, RejectsMalformedEntriesNamingThem) {
 }
 
 }  // namespace
-}  // namespace mail
+}  // namespace config

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace mail {
+namespace config {
 
 class NetworkList {
  public:
@@ -17,6 +17,8 @@ class NetworkList {
   // address in text form as the MTA gives it ("192.0.2.7", "2001:db8::1", "::ffff:192.0.2.7").
   bool Contains(const std::string& address) const;
   bool empty() const { return networks_.empty(); }
+  // The entries as they were given, for logs and `-t`.
+  const std::vector<std::string>& entries() const { return entries_; }
 
  private:
   struct Network {
@@ -25,6 +27,7 @@ class NetworkList {
     int prefix;
   };
   std::vector<Network> networks_;
+  std::vector<std::string> entries_;
 };
 
-}  // namespace mail
+}  // namespace config
