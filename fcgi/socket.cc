@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 namespace fcgi {
 
@@ -37,17 +38,83 @@ Status ParsePort(std::string_view text, uint16_t* port) {
   return Status::Ok();
 }
 
+// getpw*_r / getgr*_r with a buffer that grows until the entry fits: the plain forms return a
+// static buffer another thread may overwrite (a connect error is explained on a session thread
+// while another does the same, or the reload thread looks a user up).
+template <typename Entry, typename Call>
+bool LookupEntry(Call call, Entry* entry, std::vector<char>* buffer) {
+  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+  buffer->resize(hint > 0 ? static_cast<size_t>(hint) : 1024);
+  for (;;) {
+    Entry* result = nullptr;
+    const int rc = call(entry, buffer->data(), buffer->size(), &result);
+    if (rc == ERANGE && buffer->size() < (1u << 20)) {
+      buffer->resize(buffer->size() * 2);
+      continue;
+    }
+    return rc == 0 && result != nullptr;
+  }
+}
+
+bool FromPasswd(const passwd& pw, UserEntry* out) {
+  out->name = pw.pw_name;
+  out->uid = pw.pw_uid;
+  out->gid = pw.pw_gid;
+  return true;
+}
+
+}  // namespace
+
+bool LookupUser(const std::string& name, UserEntry* out) {
+  passwd pw{};
+  std::vector<char> buffer;
+  if (!LookupEntry<passwd>([&](passwd* e, char* b, size_t n,
+                               passwd** r) { return getpwnam_r(name.c_str(), e, b, n, r); },
+                           &pw, &buffer)) {
+    return false;
+  }
+  return FromPasswd(pw, out);
+}
+
+bool LookupUser(uid_t uid, UserEntry* out) {
+  passwd pw{};
+  std::vector<char> buffer;
+  if (!LookupEntry<passwd>(
+          [&](passwd* e, char* b, size_t n, passwd** r) { return getpwuid_r(uid, e, b, n, r); },
+          &pw, &buffer)) {
+    return false;
+  }
+  return FromPasswd(pw, out);
+}
+
+bool LookupGroup(const std::string& name, gid_t* gid) {
+  group gr{};
+  std::vector<char> buffer;
+  if (!LookupEntry<group>([&](group* e, char* b, size_t n,
+                              group** r) { return getgrnam_r(name.c_str(), e, b, n, r); },
+                          &gr, &buffer)) {
+    return false;
+  }
+  *gid = gr.gr_gid;
+  return true;
+}
+
 std::string UserName(uid_t uid) {
-  if (const passwd* pw = getpwuid(uid)) return pw->pw_name;
+  UserEntry u;
+  if (LookupUser(uid, &u)) return u.name;
   return std::to_string(uid);
 }
 
 std::string GroupName(gid_t gid) {
-  if (const group* gr = getgrgid(gid)) return gr->gr_name;
+  group gr{};
+  std::vector<char> buffer;
+  if (LookupEntry<group>(
+          [&](group* e, char* b, size_t n, group** r) { return getgrgid_r(gid, e, b, n, r); }, &gr,
+          &buffer)) {
+    return gr.gr_name;
+  }
   return std::to_string(gid);
 }
-
-}  // namespace
 
 Status BackendAddress::Parse(std::string_view type, std::string_view address, BackendAddress* out) {
   BackendAddress a;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <string>
 #include <string_view>
@@ -67,6 +68,20 @@ class BackendAddress {
 // usual causes in plain words (missing socket, permissions with the socket's owner/group/mode,
 // refused port).
 Status ProbeBackend(const BackendAddress& address, int timeout_ms);
+
+// Users and groups by name or id through the reentrant getpw*_r/getgr*_r (the plain forms
+// share one static buffer between threads). False when there is no such entry.
+struct UserEntry {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;  // primary group
+};
+bool LookupUser(const std::string& name, UserEntry* out);
+bool LookupUser(uid_t uid, UserEntry* out);
+bool LookupGroup(const std::string& name, gid_t* gid);
+// The name, or the number when there is none.
+std::string UserName(uid_t uid);
+std::string GroupName(gid_t gid);
 
 // Explains a connect() errno for this address in plain words.
 Status DescribeConnectError(const BackendAddress& address, int err);
