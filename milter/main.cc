@@ -1,11 +1,15 @@
 // fcgi-milter's command line: run the filter in the foreground (-c FILE), or check a config and
 // the backend's reachability (-t -c FILE).
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -75,6 +79,128 @@ std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
   return problems;
 }
 
+// The user and primary (or configured) group the daemon runs as: cfg.user/cfg.group, or the
+// user it was started as when they are empty.
+struct ServiceUser {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+fcgi::Status ResolveServiceUser(const config::Config& cfg, ServiceUser* out) {
+  fcgi::UserEntry user;
+  const bool found =
+      cfg.user.empty() ? fcgi::LookupUser(getuid(), &user) : fcgi::LookupUser(cfg.user, &user);
+  if (!found) {
+    if (cfg.user.empty()) {
+      user.name = std::to_string(getuid());
+      user.uid = getuid();
+      user.gid = getgid();
+    } else {
+      return fcgi::Status::InvalidArgument("key 'user': no such user '" + cfg.user + "'");
+    }
+  }
+  out->name = user.name;
+  out->uid = user.uid;
+  out->gid = user.gid;
+  if (!cfg.group.empty() && !fcgi::LookupGroup(cfg.group, &out->gid)) {
+    return fcgi::Status::InvalidArgument("key 'group': no such group '" + cfg.group + "'");
+  }
+  return fcgi::Status::Ok();
+}
+
+// Switches to the configured user and group (with the user's supplementary groups, so
+// membership of www-data reaches php-fpm's socket). Only root can; others must not ask to.
+fcgi::Status DropPrivileges(const config::Config& cfg) {
+  if (cfg.user.empty() && cfg.group.empty()) return fcgi::Status::Ok();
+  ServiceUser u;
+  if (fcgi::Status s = ResolveServiceUser(cfg, &u); !s.ok()) return s;
+  if (geteuid() != 0) {
+    if (geteuid() == u.uid && getegid() == u.gid) return fcgi::Status::Ok();
+    return fcgi::Status::InvalidArgument("keys 'user'/'group': only root can switch to " + u.name +
+                                         "; start as root or remove the keys");
+  }
+  if (initgroups(u.name.c_str(), u.gid) != 0 || setgid(u.gid) != 0 || setuid(u.uid) != 0) {
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kInvalidArgument,
+                                   "switching to user " + u.name, errno);
+  }
+  if (u.uid != 0 && setuid(0) == 0) {
+    return fcgi::Status::InvalidArgument("could regain root after dropping to " + u.name);
+  }
+  return fcgi::Status::Ok();
+}
+
+// The backend problems the daemon would meet, found as the user it runs as: as root with a
+// configured user, a child process drops to that user (and its groups) and probes, so a socket
+// root may open but the service user may not is reported. *who names the user tried.
+std::vector<std::string> ProbeAsServiceUser(const config::Config& cfg, std::string* who) {
+  ServiceUser u;
+  if (fcgi::Status s = ResolveServiceUser(cfg, &u); !s.ok()) {
+    *who = fcgi::UserName(geteuid());
+    return {s.message()};
+  }
+  const bool switch_user = !(cfg.user.empty() && cfg.group.empty()) && geteuid() == 0;
+  if (!switch_user) {
+    *who = fcgi::UserName(geteuid());
+    std::vector<std::string> problems = ProbeConfiguredBackends(cfg);
+    if (!cfg.user.empty() && geteuid() != u.uid) {
+      problems.push_back("checked as user " + *who + ", not as the configured user " + u.name +
+                         " (only root can switch to it): run -t as root or as " + u.name);
+    }
+    return problems;
+  }
+  *who = u.name;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return {std::string("pipe: ") + std::strerror(errno)};
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return {std::string("fork: ") + std::strerror(errno)};
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::vector<std::string> problems;
+    if (fcgi::Status s = DropPrivileges(cfg); !s.ok()) {
+      problems.push_back(s.message());
+    } else {
+      problems = ProbeConfiguredBackends(cfg);
+    }
+    std::string out;
+    for (const std::string& p : problems) out += p + '\0';
+    for (size_t done = 0; done < out.size();) {
+      const ssize_t n = ::write(fds[1], out.data() + done, out.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    _exit(0);
+  }
+  ::close(fds[1]);
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    in.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::vector<std::string> problems;
+  for (size_t pos = 0; pos < in.size();) {
+    const size_t end = in.find('\0', pos);
+    problems.push_back(in.substr(pos, end - pos));
+    pos = end == std::string::npos ? in.size() : end + 1;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    problems.push_back("the check as user " + u.name + " did not finish");
+  }
+  return problems;
+}
+
 int CheckOnly(const std::string& path) {
   config::LoadResult loaded = config::LoadFile(path);
   int problems = 0;
@@ -84,8 +210,10 @@ int CheckOnly(const std::string& path) {
   }
   if (!loaded.ok()) return 1;
   const config::Config& cfg = loaded.config;
-  for (const std::string& p : ProbeConfiguredBackends(cfg)) {
-    std::fprintf(stdout, "%s: FastCGI backend: %s\n", path.c_str(), p.c_str());
+  std::string who;
+  for (const std::string& p : ProbeAsServiceUser(cfg, &who)) {
+    std::fprintf(stdout, "%s: FastCGI backend (as user %s): %s\n", path.c_str(), who.c_str(),
+                 p.c_str());
     problems++;
   }
   const std::string sock = UnixSocketPath(cfg.milter_socket);
@@ -118,64 +246,61 @@ int CheckOnly(const std::string& path) {
                  "(%g s): a slow connect uses the whole validate deadline\n",
                  path.c_str(), cfg.fcgi_connect_timeout, cfg.validate_timeout);
   }
-  if (problems == 0) std::fprintf(stdout, "%s: ok\n", path.c_str());
+  if (problems == 0) {
+    std::fprintf(stdout, "%s: ok (FastCGI backend reachable as user %s)\n", path.c_str(),
+                 who.c_str());
+  }
   return problems == 0 ? 0 : 1;
 }
 
-// Switches to the configured user and group (with the user's supplementary groups, so
-// membership of www-data reaches php-fpm's socket). Only root can; others must not ask to.
-fcgi::Status DropPrivileges(const config::Config& cfg) {
-  if (cfg.user.empty() && cfg.group.empty()) return fcgi::Status::Ok();
-  const passwd* pw = cfg.user.empty() ? getpwuid(getuid()) : getpwnam(cfg.user.c_str());
-  if (pw == nullptr) {
-    return fcgi::Status::InvalidArgument("key 'user': no such user '" + cfg.user + "'");
-  }
-  const std::string user = pw->pw_name;
-  const uid_t uid = pw->pw_uid;
-  gid_t gid = pw->pw_gid;
-  if (!cfg.group.empty()) {
-    const group* gr = getgrnam(cfg.group.c_str());
-    if (gr == nullptr) {
-      return fcgi::Status::InvalidArgument("key 'group': no such group '" + cfg.group + "'");
-    }
-    gid = gr->gr_gid;
-  }
-  if (geteuid() != 0) {
-    if (geteuid() == uid && getegid() == gid) return fcgi::Status::Ok();
-    return fcgi::Status::InvalidArgument("keys 'user'/'group': only root can switch to " + user +
-                                         "; start as root or remove the keys");
-  }
-  if (initgroups(user.c_str(), gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kInvalidArgument,
-                                   "switching to user " + user, errno);
-  }
-  if (uid != 0 && setuid(0) == 0) {
-    return fcgi::Status::InvalidArgument("could regain root after dropping to " + user);
-  }
-  return fcgi::Status::Ok();
-}
-
-fcgi::Status PrepareSocket(const config::Config& cfg) {
+// Opens the milter socket (smfi_opensocket, which also removes a stale unix socket) and gives a
+// unix socket its mode, group and owner without a race. We are root here and the socket's
+// directory may belong to the service user, who could swap the socket for a symlink to any file
+// between bind() and a chmod/chown by path; root would then change that file. So:
+// - the mode is set by bind() itself, through the umask around smfi_opensocket: no chmod at
+//   all. (fchmod on the listening descriptor does not do it: on Linux it changes the socket's
+//   own inode, not the file bind() created, whose mode is what connect() checks.)
+// - owner and group are changed through an O_PATH|O_NOFOLLOW descriptor of the path, and only
+//   after fstat on that descriptor shows a socket owned by us, with one link and the mode we
+//   created: the change lands on exactly the inode checked (a symlink is never followed), and
+//   the service user can plant neither a root-owned file there (only its own) nor a hard link
+//   to one (the link count).
+fcgi::Status OpenMilterSocket(const config::Config& cfg) {
   const std::string sock = UnixSocketPath(cfg.milter_socket);
-  if (sock.empty()) return fcgi::Status::Ok();
-  if (::chmod(sock.c_str(), static_cast<mode_t>(cfg.milter_socket_mode)) != 0) {
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "chmod " + sock, errno);
+  const mode_t mode = static_cast<mode_t>(cfg.milter_socket_mode) & 0777;
+  const mode_t old_umask = sock.empty() ? 0 : ::umask(~mode & 0777);
+  const int rc = smfi_opensocket(true);
+  if (!sock.empty()) ::umask(old_umask);
+  if (rc != MI_SUCCESS) {
+    return fcgi::Status::IoError("cannot listen on milter_socket " + cfg.milter_socket +
+                                 " (directory missing, permissions, or address in use?)");
   }
+  if (sock.empty()) return fcgi::Status::Ok();
   gid_t gid = static_cast<gid_t>(-1);
-  if (!cfg.milter_socket_group.empty()) {
-    const group* gr = getgrnam(cfg.milter_socket_group.c_str());
-    if (gr == nullptr) {
-      return fcgi::Status::InvalidArgument("key 'milter_socket_group': no such group '" +
-                                           cfg.milter_socket_group + "'");
-    }
-    gid = gr->gr_gid;
+  if (!cfg.milter_socket_group.empty() && !fcgi::LookupGroup(cfg.milter_socket_group, &gid)) {
+    return fcgi::Status::InvalidArgument("key 'milter_socket_group': no such group '" +
+                                         cfg.milter_socket_group + "'");
   }
   uid_t uid = static_cast<uid_t>(-1);
   if (!cfg.user.empty() && geteuid() == 0) {
-    if (const passwd* pw = getpwnam(cfg.user.c_str())) uid = pw->pw_uid;
+    fcgi::UserEntry user;
+    if (fcgi::LookupUser(cfg.user, &user)) uid = user.uid;
   }
-  if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
-      ::chown(sock.c_str(), uid, gid) != 0) {
+  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return fcgi::Status::Ok();
+  fcgi::UniqueFd fd(::open(sock.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid())
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "open " + sock, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "stat " + sock, errno);
+  }
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1 ||
+      (st.st_mode & 0777) != mode) {
+    return fcgi::Status::IoError("milter_socket " + sock +
+                                 " was replaced after it was created (not the socket this process "
+                                 "made); refusing to change its owner");
+  }
+  if (::fchownat(fd.get(), "", uid, gid, AT_EMPTY_PATH) != 0) {
     return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "chown " + sock, errno);
   }
   return fcgi::Status::Ok();
@@ -229,19 +354,85 @@ void ReloadLoop(std::string path, config::Config running) {
       LOG_INFO("reload: %s%s", c.c_str(), restart_only ? " (takes effect at restart)" : "");
     }
     logging::Init(loaded.config.log_level, running.log_target, running.syslog_facility);
+    // Our own reference to the filter being replaced, so that SetCurrent never drops the last
+    // one under its lock: destroying a filter joins its backend prober, which may be inside a
+    // connect to a down backend for up to a second, and every new transaction (and /metrics)
+    // would wait on that lock meanwhile. The old filter goes here, on this thread, after the
+    // swap, or later with the last transaction that still uses it.
+    std::shared_ptr<const milter::Filter> previous = milter::Filter::Current();
     milter::Filter::SetCurrent(std::move(filter));
     running = loaded.config;
     LOG_INFO("reloaded %s (%zu change%s)", path.c_str(), changed.size(),
              changed.size() == 1 ? "" : "s");
     sd_notify(0, "READY=1");
+    previous.reset();
   }
 }
 
-// libmilter's listener notices a stop request only when its poll() times out (every 5 s). It
-// exports mi_stop(), the stop state its signal thread sets; when that turns non-zero we connect
-// to our own socket once so the listener wakes at once and a stop takes milliseconds.
-extern "C" int mi_stop(void);
+// How a stop works, and why not through libmilter.
+//
+// libmilter (Debian's is built with its pool of workers) stops serving every session once its
+// stop flag is set: the pool controller and the workers leave their loops at the next command,
+// so a message in DATA is never answered, whatever we wait for afterwards. A graceful stop must
+// therefore happen while libmilter still runs: we stop accepting connections ourselves, wait for
+// the open transactions, and leave with _exit without ever telling libmilter to stop.
+//
+// libmilter's own signal thread sigwaits for SIGTERM, SIGHUP and SIGINT (and would set that
+// flag). A signal sent to the process goes to its main thread first when that thread does not
+// block it (Linux, kernel/signal.c complete_signal), so the main thread, the only one that does
+// not block them, catches them with a handler that writes to a pipe; libmilter's signal thread
+// never sees them. smfi_main runs on a thread of its own.
+int g_event_pipe[2] = {-1, -1};
+constexpr char kEventMilterReturned = 0;
 
+void OnStopSignal(int sig) {
+  const int saved = errno;
+  const char byte = static_cast<char>(sig);
+  (void)!::write(g_event_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+// The next event (a signal number, or kEventMilterReturned) within timeout_ms (-1: no limit);
+// -1 when none came.
+int WaitForEvent(int timeout_ms) {
+  pollfd p{g_event_pipe[0], POLLIN, 0};
+  const int rc = ::poll(&p, 1, timeout_ms);
+  if (rc <= 0) return -1;
+  char byte = 0;
+  if (::read(g_event_pipe[0], &byte, 1) != 1) return -1;
+  return static_cast<unsigned char>(byte);
+}
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+  }
+  return "a signal";
+}
+
+// The listening socket smfi_opensocket made: the one listening socket of the process right
+// after it (nothing else listens yet). -1 if there is not exactly one.
+int FindListeningSocket(const std::string& spec) {
+  int found = -1;
+  for (int fd = 0; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
+      continue;
+    }
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    if ((addr.ss_family == AF_UNIX) != !UnixSocketPath(spec).empty()) continue;
+    if (found >= 0) return -1;
+    found = fd;
+  }
+  return found;
+}
+
+// Connects once to our own milter socket, so a listener sleeping in poll() on it wakes up.
 void WakeListener(const std::string& spec) {
   fcgi::BackendAddress address;
   const std::string sock = UnixSocketPath(spec);
@@ -261,13 +452,99 @@ void WakeListener(const std::string& spec) {
   if (s.ok()) (void)fcgi::ProbeBackend(address, 200);
 }
 
-void StopWaker(std::string spec, std::atomic<bool>* done) {
-  while (!done->load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (mi_stop() != 0) {
-      WakeListener(spec);
-      return;
+// Stops new MTA connections without libmilter's stop: the listening descriptor is replaced
+// (dup3) by a listening socket nobody else knows (an unnamed unix socket, autobound in the
+// abstract namespace, non-blocking). libmilter's listener sleeps in poll() registered on the
+// old socket, which it holds until poll() returns; woken, poll() rescans the descriptor number
+// and finds the new socket. So we queue one connection on the new socket, then connect to the
+// old address: poll() wakes, sees the new socket readable and returns, the listener accepts our
+// connection (a session that ends at once: we hang up) and lets go of the old socket, which
+// closes. The MTA's next connect is refused (Postfix applies milter_default_action); the
+// listener goes on polling a socket nobody connects to.
+void StopAccepting(const std::string& spec, int listen_fd) {
+  if (listen_fd < 0) {
+    LOG_WARNING("stopping: the milter socket was not found among our descriptors and stays open");
+    return;
+  }
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  if (::getsockopt(listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
+    LOG_WARNING("stopping: descriptor %d is no longer the milter socket; it stays open", listen_fd);
+    return;
+  }
+  fcgi::UniqueFd quiet(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_un name{};
+  name.sun_family = AF_UNIX;
+  socklen_t name_len = sizeof(sa_family_t);
+  if (!quiet.valid() ||
+      ::bind(quiet.get(), reinterpret_cast<sockaddr*>(&name), sizeof(sa_family_t)) != 0 ||
+      ::listen(quiet.get(), 4) != 0 ||
+      ::getsockname(quiet.get(), reinterpret_cast<sockaddr*>(&name), &(name_len = sizeof name)) !=
+          0 ||
+      ::dup3(quiet.get(), listen_fd, O_CLOEXEC) < 0) {
+    LOG_WARNING("stopping: cannot close the milter socket (%s); it stays open",
+                std::strerror(errno));
+    return;
+  }
+  fcgi::UniqueFd queued(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!queued.valid() ||
+      ::connect(queued.get(), reinterpret_cast<sockaddr*>(&name), name_len) != 0) {
+    LOG_WARNING(
+        "stopping: cannot wake libmilter's listener (%s); the milter socket closes "
+        "within its poll interval",
+        std::strerror(errno));
+    return;
+  }
+  WakeListener(spec);
+}
+
+// Flushes what stdio buffers and leaves without running static destructors or atexit handlers
+// (see the end of Run). The log needs nothing more: stderr is unbuffered and syslog() sends
+// each line as it is logged.
+[[noreturn]] void Leave(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(code);
+}
+
+// Waits until no SMTP transaction is open, at most shutdown_timeout seconds. A SIGINT meanwhile
+// cuts the wait short. Logs how many transactions it waited for and how many remained.
+void DrainTransactions(double shutdown_timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline =
+      start + std::chrono::milliseconds(static_cast<int64_t>(shutdown_timeout * 1000));
+  const int open_at_stop = milter::Filter::TransactionsOpen();
+  if (open_at_stop > 0) {
+    LOG_INFO("stopping: waiting up to %g s for %d open SMTP transaction%s", shutdown_timeout,
+             open_at_stop, open_at_stop == 1 ? "" : "s");
+  }
+  bool waited = false;
+  while (milter::Filter::TransactionsOpen() > 0 && std::chrono::steady_clock::now() < deadline) {
+    waited = true;
+    const int event = WaitForEvent(20);
+    if (event == SIGINT) {
+      LOG_WARNING("stopping: SIGINT, not waiting for open transactions any longer");
+      break;
     }
+    if (event > 0)
+      LOG_INFO("stopping: %s, already waiting for open transactions", SignalName(event));
+  }
+  const int left = milter::Filter::TransactionsOpen();
+  const double waited_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (left > 0) {
+    LOG_WARNING(
+        "stopping with %d SMTP transaction%s still open after %.1f s (shutdown_timeout %g s): "
+        "the MTA applies its milter_default_action to %s (tempfail: the sender retries; a save "
+        "script still running may store a copy)",
+        left, left == 1 ? "" : "s", waited_s, shutdown_timeout, left == 1 ? "it" : "them");
+    return;
+  }
+  if (waited || open_at_stop > 0) {
+    LOG_INFO("stopping: every open transaction finished (%.1f s)", waited_s);
+    // The count drops when our callback returns its answer; libmilter's session thread then
+    // writes it to the MTA. Give it that moment.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
@@ -279,9 +556,9 @@ int Run(const std::string& path) {
   }
   const config::Config& cfg = loaded.config;
   logging::Init(cfg.log_level, cfg.log_target, cfg.syslog_facility);
-  // The signals we and libmilter sigwait for are blocked before any thread starts, so every
-  // thread inherits the mask: SIGUSR1 reaches only the reload thread, SIGTERM/SIGHUP/SIGINT
-  // only libmilter's signal thread (which would otherwise lose them to a default action).
+  // The signals are blocked before any thread starts, so every thread inherits the mask:
+  // SIGUSR1 reaches only the reload thread (sigwait), SIGTERM/SIGHUP/SIGINT only this thread,
+  // which unblocks them once the others run (see OnStopSignal).
   sigset_t handled;
   sigemptyset(&handled);
   for (int sig : {SIGUSR1, SIGTERM, SIGHUP, SIGINT}) sigaddset(&handled, sig);
@@ -301,17 +578,11 @@ int Run(const std::string& path) {
   }
   // Opening early (and removing a stale unix socket) turns a bad spec or a busy port into a
   // clear start-up error, and lets us set the socket's owner and mode before the MTA connects.
-  if (smfi_opensocket(true) != MI_SUCCESS) {
-    LOG_ERROR(
-        "cannot listen on milter_socket %s (directory missing, permissions, or address "
-        "in use?)",
-        cfg.milter_socket.c_str());
+  if (fcgi::Status s = OpenMilterSocket(cfg); !s.ok()) {
+    LOG_ERROR("%s", s.message().c_str());
     return 1;
   }
-  if (fcgi::Status s = PrepareSocket(cfg); !s.ok()) {
-    LOG_ERROR("%s", s.ToString().c_str());
-    return 1;
-  }
+  const int listen_fd = FindListeningSocket(cfg.milter_socket);
   if (!cfg.pid_file.empty()) {
     FILE* f = std::fopen(cfg.pid_file.c_str(), "w");
     if (f == nullptr) {
@@ -339,7 +610,8 @@ int Run(const std::string& path) {
   if (!cfg.metrics_listen.empty()) {
     fcgi::Status s = metrics::HttpServer::Start(
         cfg.metrics_listen, [] { return milter::Filter::Current()->backends().stats(); },
-        [] { return milter::Filter::Current()->backends().AnyConnectable(); }, &metrics_server);
+        [] { return !g_stopping.load() && milter::Filter::Current()->backends().AnyConnectable(); },
+        &metrics_server);
     if (!s.ok()) {
       LOG_ERROR("%s", s.message().c_str());
       return 1;
@@ -348,37 +620,62 @@ int Run(const std::string& path) {
   }
   std::thread reloader(ReloadLoop, path, cfg);
 
+  if (::pipe2(g_event_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    LOG_ERROR("pipe: %s", std::strerror(errno));
+    return 1;
+  }
   LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
            cfg.milter_socket.c_str(), milter::Filter::Current()->backends().Describe().c_str());
   sd_notify(0, "READY=1");
-  std::atomic<bool> main_done{false};
-  std::thread waker(StopWaker, cfg.milter_socket, &main_done);
-  const int rc = smfi_main();
-  main_done = true;
-  waker.join();
+  std::thread([] {
+    const int rc = smfi_main();
+    const char byte = rc == MI_SUCCESS ? kEventMilterReturned : static_cast<char>(255);
+    (void)!::write(g_event_pipe[1], &byte, 1);
+  }).detach();
+  // Every other thread exists now, or is started by one of them, with the stop signals
+  // blocked: only this one takes them (see OnStopSignal). One that came earlier is pending and
+  // arrives here now, unless libmilter's signal thread took it first (then smfi_main returns).
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGHUP, SIGINT}) {
+    sigaction(sig, &action, nullptr);
+    sigaddset(&stop_signals, sig);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+
+  int event = -1;
+  while (event < 0) event = WaitForEvent(-1);
+  int code = 0;
+  if (event == SIGINT) {
+    LOG_WARNING("SIGINT: aborting; open transactions get the MTA's milter_default_action");
+  } else if (event == SIGTERM || event == SIGHUP) {
+    LOG_INFO("%s: stopping: no new connections, open transactions get up to %g s",
+             SignalName(event), cfg.shutdown_timeout);
+    StopAccepting(cfg.milter_socket, listen_fd);
+  } else {
+    code = event == kEventMilterReturned ? 0 : 1;
+    LOG_WARNING("libmilter stopped on its own (%s)",
+                code == 0 ? "its stop flag was set" : "its listener failed");
+  }
   sd_notify(0, "STOPPING=1");
   g_stopping = true;
   pthread_kill(reloader.native_handle(), SIGUSR1);
   reloader.join();
-
-  // libmilter returns without waiting for its session threads: give requests in flight (a
-  // save the MTA is waiting for) their bounded time, so a stop does not turn them into 4xx.
-  const auto limit = std::chrono::steady_clock::now() +
-                     std::chrono::milliseconds(static_cast<int64_t>(cfg.shutdown_timeout * 1000));
-  while (milter::Filter::RequestsInFlight() > 0 && std::chrono::steady_clock::now() < limit) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (const int left = milter::Filter::RequestsInFlight(); left > 0) {
-    LOG_WARNING("stopping with %d FastCGI request(s) still in flight", left);
-  } else {
-    // The session thread still has to hand the last answer to the MTA.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  // Only a graceful stop drains: libmilter still serves the sessions. (After libmilter stopped
+  // itself its workers have quit too, and there is nothing left to wait for.)
+  if (event == SIGTERM || event == SIGHUP) DrainTransactions(cfg.shutdown_timeout);
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   LOG_INFO("stopped");
-  return rc == MI_SUCCESS ? 0 : 1;
+  // Never return through main(): static destructors (the current filter and its FastCGI
+  // clients, the log's mutex, libmilter's state) would run while session threads still use
+  // them, or cut off an answer half-written. _exit ends every thread at once; the MTA sees the
+  // connections close and applies its default action to what was still open.
+  Leave(code);
 }
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -142,6 +143,8 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
   return out.str();
 }
 
+constexpr std::chrono::seconds kHealthCacheTime{1};
+
 struct HttpServer::Impl {
   event_base* base = nullptr;
   evhttp* http = nullptr;
@@ -149,6 +152,25 @@ struct HttpServer::Impl {
   std::thread thread;
   std::function<std::vector<fcgi::BackendStats>()> backends;
   std::function<bool()> healthy;
+  // The last health answer and when it was found: a check connects to every backend, so
+  // /healthz polled by several balancers (or hammered by anyone who reaches the port) answers
+  // from this for a second instead of opening a FastCGI connection per request. Only the
+  // event loop's thread touches them.
+  bool healthy_cached = false;
+  std::chrono::steady_clock::time_point healthy_checked{};
+  bool healthy_known = false;
+
+  bool Healthy() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!healthy_known || now - healthy_checked >= kHealthCacheTime) {
+      healthy_cached = healthy && healthy();
+      // From the end of the check: a slow check (a backend that does not accept) is not
+      // repeated at once.
+      healthy_checked = std::chrono::steady_clock::now();
+      healthy_known = true;
+    }
+    return healthy_cached;
+  }
 
   ~Impl() {
     if (thread.joinable()) {
@@ -173,7 +195,7 @@ struct HttpServer::Impl {
                         "text/plain; version=0.0.4");
       evhttp_send_reply(req, 200, "OK", buf);
     } else if (path == "/healthz") {
-      const bool ok = self->healthy && self->healthy();
+      const bool ok = self->Healthy();
       evbuffer_add_printf(buf, ok ? "ok\n" : "no FastCGI backend answers\n");
       evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", buf);
     } else {

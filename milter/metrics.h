@@ -23,7 +23,8 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
 
 class HttpServer {
  public:
-  // listen: "127.0.0.1:9466". backends: current pool stats. healthy: true when a backend answers.
+  // listen: "127.0.0.1:9466". backends: current pool stats. healthy: true when a backend answers;
+  // /healthz calls it at most once a second and answers from the last result in between.
   static fcgi::Status Start(const std::string& listen,
                             std::function<std::vector<fcgi::BackendStats>()> backends,
                             std::function<bool()> healthy, std::unique_ptr<HttpServer>* out);

@@ -1,6 +1,7 @@
 // `fcgi-milter -t` against a real php-fpm: a reachable backend is ok, a socket the daemon's user
 // may not connect to is explained with the fix, deadlines close to the MTA's are warned about.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/milter_daemon.h"
@@ -48,6 +49,55 @@ TEST(CheckCommand, SocketThePermissionsRefuseIsExplainedWithTheFix) {
   EXPECT_NE(r.output.find("permission denied"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("www-data:www-data mode 0660"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("usermod -a -G www-data"), std::string::npos) << r.output;
+}
+
+// As root, -t probes the backend as the configured `user` (a child drops to it and its groups),
+// not as root, who may open any socket: nobody, outside group www-data, is refused by a 0660
+// socket, and the report says which user was tried. It used to pass as root.
+TEST(CheckCommand, AsRootTheBackendIsCheckedAsTheConfiguredUser) {
+  ASSERT_EQ(geteuid(), 0u) << "needs root, as the daemon's start-up does";
+  PhpFpm::Options o;
+  o.extra_pool_lines = {"listen.mode = 0660"};
+  PhpFpm php(o);
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string refused = WriteConfig(dir, php, {{"user", "nobody"}});
+  auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", refused});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("FastCGI backend (as user nobody): unix:" + php.socket_path() +
+                          ": permission denied"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("usermod -a -G www-data"), std::string::npos) << r.output;
+
+  // The pool's own user gets in: ok, naming it.
+  const std::string allowed = WriteConfig(dir, php, {{"user", "www-data"}});
+  auto ok = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", allowed});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find(allowed + ": ok (FastCGI backend reachable as user www-data)"),
+            std::string::npos)
+      << ok.output;
+
+  // Without `user` the daemon stays root, and so does the check.
+  const std::string as_root = WriteConfig(dir, php);
+  auto root = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", as_root});
+  EXPECT_EQ(root.exit_code, 0) << root.output;
+  EXPECT_NE(root.output.find("reachable as user root"), std::string::npos) << root.output;
+}
+
+// Run by someone else than root and the configured user, -t cannot switch: it says so.
+TEST(CheckCommand, NotRootCannotCheckAsTheConfiguredUserAndSaysSo) {
+  PhpFpm php;
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string config = WriteConfig(dir, php, {{"user", "www-data"}});
+  auto r =
+      testing_support::RunCommand({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   "--", testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("checked as user nobody, not as the configured user www-data"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(CheckCommand, DeadlineCloseToPostfixsIsWarnedAboutButNotAnError) {
