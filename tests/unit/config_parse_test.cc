@@ -389,6 +389,21 @@ TEST(ConfigParse, PathsRejectEmbeddedNul) {
                   "key 'spool_directory': expected an absolute path");
 }
 
+// The listener takes the port as 16 bits: ":70000" used to bind port 4464 (70000 - 65536).
+TEST(ConfigParse, MetricsListenPortIsInRange) {
+  for (const char* good : {"127.0.0.1:1", "127.0.0.1:9466", "[::1]:65535", "localhost:00080"}) {
+    LoadResult r = ParseText(Minimal(std::string("\"metrics_listen\": \"") + good + "\""));
+    EXPECT_TRUE(r.ok()) << good << ": " << AllErrors(r);
+  }
+  for (const char* bad : {"127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:70000", "[::1]:99999",
+                          "127.0.0.1:000000", "127.0.0.1:18446744073709551617"}) {
+    const std::string error =
+        OnlyError(Minimal(std::string("\"metrics_listen\": \"") + bad + "\""));
+    EXPECT_CONTAINS(error, "key 'metrics_listen': expected \"host:port\"") << bad;
+    EXPECT_CONTAINS(error, "is outside 1-65535") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace config
 
