@@ -165,11 +165,14 @@ nlohmann::json ExchangeJson(const Exchange& e) {
   }
   if (!e.skipped) {
     j["transport"] = e.result.status.ok() ? "ok" : e.result.status.ToString();
-    j["status"] = e.result.response.status;
+    // Without a usable reply (php-fpm unreachable, deadline passed, a broken record) there is no
+    // HTTP status, headers or output to show: null, not the defaults of an empty response.
+    const bool answered = e.result.status.ok();
     nlohmann::json headers = nlohmann::json::object();
     for (const auto& [k, v] : e.result.response.headers) headers[k] = v;
-    j["headers"] = headers;
-    j["stdout"] = e.result.response.body;
+    j["status"] = answered ? nlohmann::json(e.result.response.status) : nlohmann::json(nullptr);
+    j["headers"] = answered ? headers : nlohmann::json(nullptr);
+    j["stdout"] = answered ? nlohmann::json(e.result.response.body) : nlohmann::json(nullptr);
     j["stderr"] = e.result.response.stderr_output;
     j["time_ms"] = static_cast<double>(e.result.elapsed.count()) / 1000.0;
   }

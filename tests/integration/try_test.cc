@@ -277,6 +277,28 @@ TEST_F(TryTest, PlainPairWithPhpFpmStoppedIsTemporaryWithExitTwo) {
   EXPECT_FALSE(run.report.contains("save"));
 }
 
+// No reply means no HTTP status: the report used to show "status": 200 (an empty response's
+// default) for a backend it never reached.
+TEST_F(TryTest, NoReplyFromPhpFpmReportsNoStatus) {
+  StartPair("validate.php", "save.php");
+  php_->Stop();
+  TryRun run = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 2) << Diagnostics(run);
+  const json& v = run.report["validate"][0];
+  ASSERT_TRUE(v.contains("status")) << v.dump(2);
+  EXPECT_TRUE(v["status"].is_null()) << v.dump(2);
+  EXPECT_TRUE(v["stdout"].is_null()) << v.dump(2);
+  EXPECT_TRUE(v["headers"].is_null()) << v.dump(2);
+  EXPECT_NE(v["transport"].get<std::string>().find("does not exist"), std::string::npos)
+      << v.dump(2);
+
+  TryRun plain = Try({"--rcpt", "someone@example.test"}, false);
+  EXPECT_EQ(plain.exit_status, 2) << Diagnostics(plain);
+  EXPECT_NE(plain.out.find("   answer   none: "), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("Status 200"), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("   stdout"), std::string::npos) << plain.out;
+}
+
 TEST_F(TryTest, UsageAndConfigErrorsExitThree) {
   StartPair("validate.php", "save.php");
   testing_support::CommandResult no_rcpt =
