@@ -38,6 +38,7 @@ struct Config {
   // libmilter listen spec: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST".
   // The prefix is stored lower-case whatever case the file used.
   std::string milter_socket = "unix:/run/fcgi-milter/fcgi-milter.sock";
+  int milter_socket_port = 0;  // from milter_socket: its TCP port, 0 for unix:/local:
 
   // Ours.
   int milter_socket_mode = 0660;      // permission bits of a unix milter socket ("0660" in JSON)

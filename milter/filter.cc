@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "milter/libmilter_internals.h"
 #include "milter/log.h"
 #include "milter/mail/raw_message.h"
 #include "milter/mail/rfc2047.h"
@@ -69,19 +70,6 @@ struct Session {
   std::optional<mail::Verdict> connection_failure;
 };
 
-// libmilter's private context (struct smfi_str in libmilter.h, 8.14 to 8.17) begins with the
-// context id, the MTA socket, the debug level and the I/O timeout. Reading the socket lets us
-// keep TCP ACKs immediate (below). It is used only when the timeout holds libmilter's default
-// (we never change it) and the descriptor is a connected TCP socket: any other layout is
-// detected and the daemon simply keeps answering every stage.
-struct LibmilterContextHead {
-  long ctx_id;
-  int ctx_sd;
-  int ctx_dbg;
-  time_t ctx_timeout;
-};
-constexpr time_t kLibmilterDefaultTimeout = 7210;
-
 // The MTA writes unanswered packets back to back; with Nagle on its side each later packet
 // waits for the ACK of the previous one, which a delayed ACK holds ~40 ms. Quick-ACK mode is
 // not sticky in Linux, so it is re-armed at each callback (each follows a read).
@@ -89,31 +77,6 @@ void QuickAck(const Session* s) {
   if (s->tcp_fd < 0) return;
   int one = 1;
   ::setsockopt(s->tcp_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-}
-
-// The socket under ctx if it is a TCP connection to one of our listening ports, else -1.
-int FindTcpSocket(SMFICTX* ctx, bool* is_unix) {
-  *is_unix = false;
-  const auto* head = reinterpret_cast<const LibmilterContextHead*>(ctx);
-  const int fd = head->ctx_sd;
-  if (head->ctx_timeout != kLibmilterDefaultTimeout || fd < 0 || fd > 1 << 20) return -1;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return -1;
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return -1;
-  sockaddr_storage local{};
-  len = sizeof local;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return -1;
-  if (local.ss_family == AF_UNIX) {
-    *is_unix = true;
-    return -1;
-  }
-  if (local.ss_family != AF_INET && local.ss_family != AF_INET6) return -1;
-  sockaddr_storage peer{};
-  len = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return -1;
-  return fd;
 }
 
 // CONTINUE, or NOREPLY where the MTA was told not to wait for this stage's answer.
@@ -269,8 +232,10 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
     // Stages whose answer is always "continue" need no reply: fewer round trips per message.
     // Only where no stall can follow: on a unix socket, or on TCP with quick ACKs armed.
-    bool is_unix = false;
-    s->tcp_fd = FindTcpSocket(ctx, &is_unix);
+    const libmilter::Connection conn =
+        libmilter::FindConnection(ctx, Filter::Current()->config().milter_socket_port);
+    const bool is_unix = conn.transport == libmilter::Transport::kUnix;
+    s->tcp_fd = conn.tcp_fd;
     if (is_unix || s->tcp_fd >= 0) {
       s->no_reply = f1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_DATA |
                           SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);

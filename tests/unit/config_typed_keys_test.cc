@@ -1,4 +1,5 @@
-// Unit tests for the keys that shape the save request: save_mode and php_max_input_vars.
+// Unit tests for keys the loader turns into typed values: save_mode, php_max_input_vars, and the
+// TCP port derived from milter_socket.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -42,6 +43,19 @@ TEST(ConfigSaveKeys, PhpMaxInputVarsIsZeroOrAtLeastOneRecipientsWorth) {
     ASSERT_EQ(r.errors.size(), 1u);
     EXPECT_NE(r.errors[0].find("php_max_input_vars"), std::string::npos) << r.errors[0];
   }
+}
+
+}  // namespace
+}  // namespace config
+
+namespace config {
+namespace {
+
+TEST(ConfigTypedKeys, MilterSocketPortIsTheInetPortOrZeroForUnix) {
+  EXPECT_EQ(WithKey("\"milter_socket\": \"inet:8894@127.0.0.1\"").config.milter_socket_port, 8894);
+  EXPECT_EQ(WithKey("\"milter_socket\": \"inet6:9000@[::1]\"").config.milter_socket_port, 9000);
+  EXPECT_EQ(WithKey("\"milter_socket\": \"unix:/run/m.sock\"").config.milter_socket_port, 0);
+  EXPECT_EQ(WithKey("\"log_level\": \"info\"").config.milter_socket_port, 0);  // default unix:
 }
 
 }  // namespace
