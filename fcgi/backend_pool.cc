@@ -94,10 +94,16 @@ Result BackendPool::Execute(const Params& params, std::shared_ptr<const Body> bo
       break;
     }
     tried.push_back(b);
-    b->in_flight++;
     b->requests++;
-    last = b->client->Execute(params, body, deadline, idempotency, heartbeat, heartbeat_interval);
-    b->in_flight--;
+    {
+      // Counted for as long as the request runs, however Execute is left.
+      struct InFlight {
+        std::atomic<int>& n;
+        explicit InFlight(std::atomic<int>& count) : n(count) { ++n; }
+        ~InFlight() { --n; }
+      } counted(b->in_flight);
+      last = b->client->Execute(params, body, deadline, idempotency, heartbeat, heartbeat_interval);
+    }
     attempts += last.attempts;
     if (last.status.ok()) break;
     b->failures++;

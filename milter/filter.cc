@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "milter/libmilter_internals.h"
 #include "milter/log.h"
@@ -34,6 +35,7 @@ std::mutex g_current_mutex;
 std::shared_ptr<const Filter> g_current;
 std::atomic<int> g_in_flight{0};
 std::atomic<int> g_transactions{0};
+std::atomic<bool> g_stopping{false};
 
 // Counts one thing in progress for as long as it lives, whichever way its scope is left.
 class InProgress {
@@ -327,7 +329,10 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
     RefreshQueueId(ctx, &m);
     QuickAck(s);
     const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
-    const mail::Verdict v = m.filter->Validate(m.envelope, rcpt);
+    // While the daemon drains for a stop, a connection the MTA kept open may start another
+    // transaction: refuse its recipients for now, so that nothing new starts to wait for.
+    const mail::Verdict v =
+        g_stopping.load() ? mail::ShuttingDown() : m.filter->Validate(m.envelope, rcpt);
     metrics::CountRecipient(mail::ActionName(v.action));
     if (v.action == mail::Verdict::Action::kAccept) {
       m.envelope.recipients.push_back(rcpt);
@@ -603,8 +608,11 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
 }
 
 void Filter::SetCurrent(std::shared_ptr<const Filter> filter) {
-  std::lock_guard<std::mutex> lock(g_current_mutex);
-  g_current = std::move(filter);
+  std::shared_ptr<const Filter> old;  // destroyed after the lock: that joins a backend prober
+  {
+    std::lock_guard<std::mutex> lock(g_current_mutex);
+    old = std::exchange(g_current, std::move(filter));
+  }
 }
 
 std::shared_ptr<const Filter> Filter::Current() {
@@ -614,6 +622,10 @@ std::shared_ptr<const Filter> Filter::Current() {
 
 int Filter::RequestsInFlight() {
   return g_in_flight.load();
+}
+
+void Filter::BeginStop() {
+  g_stopping = true;
 }
 
 int Filter::TransactionsOpen() {

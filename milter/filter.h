@@ -56,6 +56,8 @@ class Filter {
   // SMTP transactions open (MAIL FROM seen, end of message or abort not yet answered): a
   // graceful stop waits for them, so neither a message in DATA nor a save is cut.
   static int TransactionsOpen();
+  // From now on every recipient gets 451 4.3.2: no new transaction starts while a stop drains.
+  static void BeginStop();
 
   const config::Config& config() const { return config_; }
   const fcgi::BackendPool& backends() const { return *backends_; }

@@ -365,6 +365,16 @@ void ReloadLoop(std::string path, config::Config running) {
     LOG_INFO("reloaded %s (%zu change%s)", path.c_str(), changed.size(),
              changed.size() == 1 ? "" : "s");
     sd_notify(0, "READY=1");
+    // Transactions that started before the swap keep the old filter to their end. Wait (here,
+    // not in their session thread, where the prober join would delay an SMTP answer) until
+    // they are done, bounded by the longest a transaction may still need.
+    const auto until =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>((running.save_timeout + 5.0) * 1000));
+    while (previous.use_count() > 1 && !g_stopping.load() &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     previous.reset();
   }
 }
@@ -513,6 +523,7 @@ void DrainTransactions(double shutdown_timeout) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline =
       start + std::chrono::milliseconds(static_cast<int64_t>(shutdown_timeout * 1000));
+  milter::Filter::BeginStop();
   const int open_at_stop = milter::Filter::TransactionsOpen();
   if (open_at_stop > 0) {
     LOG_INFO("stopping: waiting up to %g s for %d open SMTP transaction%s", shutdown_timeout,

@@ -87,6 +87,11 @@ Verdict TemporaryFailure(std::string reason) {
   return Make(Verdict::Action::kTempfail, d.code, d.enhanced, d.text, std::move(reason));
 }
 
+Verdict ShuttingDown() {
+  return Make(Verdict::Action::kTempfail, "451", "4.3.2", "Shutting down, try again later",
+              "the daemon is stopping");
+}
+
 Verdict MessageTooLarge(uint64_t limit) {
   return Make(Verdict::Action::kReject, "552", "5.3.4", "Message size exceeds fixed limit",
               "message over max_message_size (" + std::to_string(limit) + " bytes)");

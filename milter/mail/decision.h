@@ -71,6 +71,9 @@ Verdict TemporaryFailure(std::string reason);
 // carry; the sender sends the rest again.
 Verdict TooManyRecipients(size_t count);
 
+// 451 4.3.2: the daemon is stopping; the sender tries again (another MX, or this one restarted).
+Verdict ShuttingDown();
+
 // 552 5.3.4: the message passed max_message_size (`limit` bytes).
 Verdict MessageTooLarge(uint64_t limit);
 

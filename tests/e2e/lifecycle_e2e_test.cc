@@ -219,6 +219,47 @@ TEST_F(LifecycleE2eTest, MessageInDataWhenTheStopArrivesIsStillAnsweredAndSaved)
 
 // (b) SIGTERM while a save that takes 1.5 s runs, shutdown_timeout well above that: the save
 // finishes, the client gets 250, the message is stored once, the daemon exits 0 after that.
+// While a stop drains, an SMTP session that was already connected may start a new transaction:
+// its recipients are refused for now (451 4.3.2), so nothing new starts to wait for, and the
+// transaction in DATA still ends with 250.
+TEST_F(LifecycleE2eTest, NewTransactionsDuringTheDrainAreRefusedForNow) {
+  StartPhp();
+  json config = BaseConfig(php_->AddScript("save.php", SlowSave("drain", 0)));
+  config["shutdown_timeout"] = 20;
+  StartDaemonAndPostfix(config);
+
+  RawSmtp busy;
+  ASSERT_TRUE(busy.Connect(postfix_->port()));
+  ASSERT_EQ(busy.Reply().substr(0, 3), "220");
+  ASSERT_EQ(busy.Command("EHLO busy.example.test").substr(0, 3), "250");
+  ASSERT_EQ(busy.Command("MAIL FROM:<sender@client.test>").substr(0, 3), "250");
+  ASSERT_EQ(busy.Command("RCPT TO:<user@example.test>").substr(0, 3), "250") << Logs();
+  ASSERT_EQ(busy.Command("DATA").substr(0, 3), "354");
+  ASSERT_TRUE(busy.Send("Subject: busy\r\n\r\nfirst line\r\n"));
+  RawSmtp idle;
+  ASSERT_TRUE(idle.Connect(postfix_->port()));
+  ASSERT_EQ(idle.Reply().substr(0, 3), "220");
+  ASSERT_EQ(idle.Command("EHLO idle.example.test").substr(0, 3), "250");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  ASSERT_TRUE(daemon_->Signal(SIGTERM));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(idle.Command("MAIL FROM:<late@client.test>").substr(0, 3), "250");
+  const std::string refused = idle.Command("RCPT TO:<user@example.test>");
+  EXPECT_EQ(refused.substr(0, 3), "451") << refused << Logs();
+  EXPECT_NE(refused.find("4.3.2"), std::string::npos) << refused;
+  idle.Command("QUIT");
+
+  ASSERT_TRUE(busy.Send("second line\r\n.\r\n"));
+  const std::string reply = busy.Reply();
+  EXPECT_EQ(reply.substr(0, 3), "250") << reply << Logs();
+  busy.Command("QUIT");
+  auto status = daemon_->process().Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value()) << Logs();
+  EXPECT_EQ(*status, 0) << Logs();
+  EXPECT_EQ(CountFiles(php_->data_dir(), "-drain.msg"), 1) << Logs();
+}
+
 TEST_F(LifecycleE2eTest, SaveLongerThanASecondFinishesAndTheDaemonExitsZero) {
   StartPhp();
   json config = BaseConfig(php_->AddScript("save.php", SlowSave("slow", 1500)));
