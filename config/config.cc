@@ -216,7 +216,8 @@ std::string ReadName(const Json& v, std::string_view what, std::string* out) {
 
 // libmilter's spec, restricted to the unambiguous forms: the prefix is required and an inet
 // socket must name its address, so a missing "@HOST" never binds the milter to every interface.
-std::string ReadMilterSocket(const Json& v, std::string* out, int* tcp_port) {
+std::string ReadMilterSocket(const Json& v, Config& c) {
+  std::string* out = &c.milter_socket;
   constexpr const char* kWhat =
       "\"unix:/absolute/path\", \"local:/absolute/path\", \"inet:PORT@HOST\" or "
       "\"inet6:PORT@HOST\"";
@@ -251,11 +252,17 @@ std::string ReadMilterSocket(const Json& v, std::string* out, int* tcp_port) {
                   ? (bracketed ? inet_pton(AF_INET, bare.c_str(), &v4) == 1 : IsHostName(bare))
                   : (IsIpv6Literal(bare) || (!bracketed && IsHostName(bare)));
     if (!ok) return Expected(kWhat, v) + " ('" + host + "' is not a usable host)";
-    *tcp_port = port;
+    c.milter_socket_port = port;
+    c.milter_socket_host = bare;
+    c.milter_socket_path.clear();
   } else {
     return Expected(kWhat, v);
   }
-  if (scheme == "unix" || scheme == "local") *tcp_port = 0;
+  if (scheme == "unix" || scheme == "local") {
+    c.milter_socket_port = 0;
+    c.milter_socket_host.clear();
+    c.milter_socket_path = rest;
+  }
   *out = scheme + ":" + rest;
   return "";
 }
@@ -343,7 +350,7 @@ const KeySpec kKeys[] = {
     return ReadAbsolutePath(v, false, &c.fcgi_script_filename_save);
   }, [](const Config& c) -> std::string { return c.fcgi_script_filename_save; }},
   {"milter_socket", false, [](const Json& v, Config& c) {
-    return ReadMilterSocket(v, &c.milter_socket, &c.milter_socket_port);
+    return ReadMilterSocket(v, c);
   }, [](const Config& c) -> std::string { return c.milter_socket; }},
   {"milter_socket_mode", false, [](const Json& v, Config& c) {
     return ReadSocketMode(v, &c.milter_socket_mode);

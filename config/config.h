@@ -38,7 +38,11 @@ struct Config {
   // libmilter listen spec: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST".
   // The prefix is stored lower-case whatever case the file used.
   std::string milter_socket = "unix:/run/fcgi-milter/fcgi-milter.sock";
-  int milter_socket_port = 0;  // from milter_socket: its TCP port, 0 for unix:/local:
+  // From milter_socket, parsed at load: the unix socket's path ("" for inet), or the TCP port and
+  // host (0 and "" for unix:/local:; the host without IPv6 brackets).
+  std::string milter_socket_path = "/run/fcgi-milter/fcgi-milter.sock";
+  int milter_socket_port = 0;
+  std::string milter_socket_host;
 
   // Ours.
   int milter_socket_mode = 0660;      // permission bits of a unix milter socket ("0660" in JSON)

@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "fcgi/socket.h"
 #include "milter/filter.h"
+#include "milter/libmilter_internals.h"
 #include "milter/log.h"
 #include "milter/metrics.h"
 #include "milter/try.h"
@@ -58,13 +59,6 @@ void PrintHelp() {
 }
 
 // The path part of a unix/local milter socket spec, or empty.
-std::string UnixSocketPath(const std::string& spec) {
-  for (const char* prefix : {"unix:", "local:"}) {
-    if (spec.rfind(prefix, 0) == 0) return spec.substr(std::strlen(prefix));
-  }
-  return {};
-}
-
 // Every backend that cannot be connected to, one problem per line.
 std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
   std::vector<std::string> problems;
@@ -216,7 +210,7 @@ int CheckOnly(const std::string& path) {
                  p.c_str());
     problems++;
   }
-  const std::string sock = UnixSocketPath(cfg.milter_socket);
+  const std::string sock = cfg.milter_socket_path;
   if (!sock.empty()) {
     const std::string dir = sock.substr(0, sock.rfind('/'));
     struct stat st {};
@@ -266,7 +260,7 @@ int CheckOnly(const std::string& path) {
 //   the service user can plant neither a root-owned file there (only its own) nor a hard link
 //   to one (the link count).
 fcgi::Status OpenMilterSocket(const config::Config& cfg) {
-  const std::string sock = UnixSocketPath(cfg.milter_socket);
+  const std::string sock = cfg.milter_socket_path;
   const mode_t mode = static_cast<mode_t>(cfg.milter_socket_mode) & 0777;
   const mode_t old_umask = sock.empty() ? 0 : ::umask(~mode & 0777);
   const int rc = smfi_opensocket(true);
@@ -422,92 +416,6 @@ const char* SignalName(int sig) {
   return "a signal";
 }
 
-// The listening socket smfi_opensocket made: the one listening socket of the process right
-// after it (nothing else listens yet). -1 if there is not exactly one.
-int FindListeningSocket(const std::string& spec) {
-  int found = -1;
-  for (int fd = 0; fd < 1024; ++fd) {
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
-      continue;
-    }
-    sockaddr_storage addr{};
-    socklen_t addr_len = sizeof addr;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
-    if ((addr.ss_family == AF_UNIX) != !UnixSocketPath(spec).empty()) continue;
-    if (found >= 0) return -1;
-    found = fd;
-  }
-  return found;
-}
-
-// Connects once to our own milter socket, so a listener sleeping in poll() on it wakes up.
-void WakeListener(const std::string& spec) {
-  fcgi::BackendAddress address;
-  const std::string sock = UnixSocketPath(spec);
-  fcgi::Status s;
-  if (!sock.empty()) {
-    s = fcgi::BackendAddress::Parse("unix", sock, &address);
-  } else {
-    // inet:PORT@HOST or inet6:PORT@HOST -> HOST:PORT for the parser.
-    const size_t colon = spec.find(':');
-    const size_t at = spec.find('@');
-    if (colon == std::string::npos || at == std::string::npos) return;
-    std::string host = spec.substr(at + 1);
-    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
-    s = fcgi::BackendAddress::Parse("tcp", host + ":" + spec.substr(colon + 1, at - colon - 1),
-                                    &address);
-  }
-  if (s.ok()) (void)fcgi::ProbeBackend(address, 200);
-}
-
-// Stops new MTA connections without libmilter's stop: the listening descriptor is replaced
-// (dup3) by a listening socket nobody else knows (an unnamed unix socket, autobound in the
-// abstract namespace, non-blocking). libmilter's listener sleeps in poll() registered on the
-// old socket, which it holds until poll() returns; woken, poll() rescans the descriptor number
-// and finds the new socket. So we queue one connection on the new socket, then connect to the
-// old address: poll() wakes, sees the new socket readable and returns, the listener accepts our
-// connection (a session that ends at once: we hang up) and lets go of the old socket, which
-// closes. The MTA's next connect is refused (Postfix applies milter_default_action); the
-// listener goes on polling a socket nobody connects to.
-void StopAccepting(const std::string& spec, int listen_fd) {
-  if (listen_fd < 0) {
-    LOG_WARNING("stopping: the milter socket was not found among our descriptors and stays open");
-    return;
-  }
-  int listening = 0;
-  socklen_t len = sizeof listening;
-  if (::getsockopt(listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
-    LOG_WARNING("stopping: descriptor %d is no longer the milter socket; it stays open", listen_fd);
-    return;
-  }
-  fcgi::UniqueFd quiet(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  sockaddr_un name{};
-  name.sun_family = AF_UNIX;
-  socklen_t name_len = sizeof(sa_family_t);
-  if (!quiet.valid() ||
-      ::bind(quiet.get(), reinterpret_cast<sockaddr*>(&name), sizeof(sa_family_t)) != 0 ||
-      ::listen(quiet.get(), 4) != 0 ||
-      ::getsockname(quiet.get(), reinterpret_cast<sockaddr*>(&name), &(name_len = sizeof name)) !=
-          0 ||
-      ::dup3(quiet.get(), listen_fd, O_CLOEXEC) < 0) {
-    LOG_WARNING("stopping: cannot close the milter socket (%s); it stays open",
-                std::strerror(errno));
-    return;
-  }
-  fcgi::UniqueFd queued(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!queued.valid() ||
-      ::connect(queued.get(), reinterpret_cast<sockaddr*>(&name), name_len) != 0) {
-    LOG_WARNING(
-        "stopping: cannot wake libmilter's listener (%s); the milter socket closes "
-        "within its poll interval",
-        std::strerror(errno));
-    return;
-  }
-  WakeListener(spec);
-}
-
 // Flushes what stdio buffers and leaves without running static destructors or atexit handlers
 // (see the end of Run). The log needs nothing more: stderr is unbuffered and syslog() sends
 // each line as it is logged.
@@ -593,7 +501,7 @@ int Run(const std::string& path) {
     LOG_ERROR("%s", s.message().c_str());
     return 1;
   }
-  const int listen_fd = FindListeningSocket(cfg.milter_socket);
+  const int listen_fd = milter::libmilter::FindListeningSocket(cfg);
   if (!cfg.pid_file.empty()) {
     FILE* f = std::fopen(cfg.pid_file.c_str(), "w");
     if (f == nullptr) {
@@ -666,7 +574,7 @@ int Run(const std::string& path) {
   } else if (event == SIGTERM || event == SIGHUP) {
     LOG_INFO("%s: stopping: no new connections, open transactions get up to %g s",
              SignalName(event), cfg.shutdown_timeout);
-    StopAccepting(cfg.milter_socket, listen_fd);
+    milter::libmilter::StopAccepting(cfg, listen_fd);
   } else {
     code = event == kEventMilterReturned ? 0 : 1;
     LOG_WARNING("libmilter stopped on its own (%s)",

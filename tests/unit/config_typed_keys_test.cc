@@ -60,3 +60,20 @@ TEST(ConfigTypedKeys, MilterSocketPortIsTheInetPortOrZeroForUnix) {
 
 }  // namespace
 }  // namespace config
+
+namespace config {
+namespace {
+
+TEST(ConfigTypedKeys, MilterSocketPathAndHostAreParsedAtLoad) {
+  const Config unix_c = WithKey("\"milter_socket\": \"local:/run/m.sock\"").config;
+  EXPECT_EQ(unix_c.milter_socket_path, "/run/m.sock");
+  EXPECT_EQ(unix_c.milter_socket_host, "");
+  const Config v6 = WithKey("\"milter_socket\": \"inet6:9000@[::1]\"").config;
+  EXPECT_EQ(v6.milter_socket_path, "");
+  EXPECT_EQ(v6.milter_socket_host, "::1");
+  EXPECT_EQ(WithKey("\"log_level\": \"info\"").config.milter_socket_path,
+            "/run/fcgi-milter/fcgi-milter.sock");
+}
+
+}  // namespace
+}  // namespace config
