@@ -24,6 +24,7 @@
 #include "milter/mail/raw_message.h"
 #include "milter/mail/rfc2047.h"
 #include "milter/metrics.h"
+#include "milter/transaction.h"
 #include "version.h"
 
 namespace milter {
@@ -34,7 +35,6 @@ using Clock = std::chrono::steady_clock;
 std::mutex g_current_mutex;
 std::shared_ptr<const Filter> g_current;
 std::atomic<int> g_in_flight{0};
-std::atomic<int> g_transactions{0};
 std::atomic<bool> g_stopping{false};
 
 // Counts one thing in progress for as long as it lives, whichever way its scope is left.
@@ -49,22 +49,10 @@ class InProgress {
   std::atomic<int>* counter_;
 };
 
-// Per-message state, from MAIL FROM to end of message or abort.
-struct Message {
-  InProgress open{&g_transactions};      // from MAIL FROM until this message is answered
-  std::shared_ptr<const Filter> filter;  // the config this transaction started with
-  mail::Envelope envelope;
-  std::shared_ptr<fcgi::Spool> spool;
-  std::unique_ptr<mail::RawMessageEncoder> encoder;
-  std::optional<std::string> raw_subject;
-  std::optional<mail::Verdict> failure;  // the message cannot be accepted (size, spool)
-  Clock::time_point started = Clock::now();
-};
-
 // Per-connection state, owned through smfi_setpriv.
 struct Session {
-  mail::Envelope connection;  // client and HELO/TLS facts, copied into each message
-  std::optional<Message> message;
+  mail::Envelope connection;           // client and HELO/TLS facts, copied into each message
+  std::optional<Transaction> message;  // from MAIL FROM to end of message or abort
   bool leading_space = false;  // SMFIP_HDR_LEADSPC granted: header values keep their whitespace
   unsigned long no_reply = 0;  // SMFIP_NR_* stages the MTA does not wait on
   int tcp_fd = -1;             // the MTA connection when it is TCP and we could find it
@@ -110,9 +98,9 @@ std::string Macro(SMFICTX* ctx, const char* name) {
   return v != nullptr ? std::string(v) : std::string();
 }
 
-void RefreshQueueId(SMFICTX* ctx, Message* message) {
+void RefreshQueueId(SMFICTX* ctx, Transaction* t) {
   std::string id = Macro(ctx, "i");
-  if (!id.empty()) message->envelope.queue_id = std::move(id);
+  if (!id.empty()) t->set_queue_id(std::move(id));
 }
 
 std::string DoublePercent(const std::string& text) {
@@ -184,7 +172,7 @@ sfsistat Fail(SMFICTX* ctx, unsigned long nr_bit, mail::Verdict v) {
     return Answer(ctx, v, SMFIS_CONTINUE);
   }
   if (s->message) {
-    if (!s->message->failure) s->message->failure = std::move(v);
+    s->message->Fail(std::move(v));
   } else if ((nr_bit & (SMFIP_NR_CONN | SMFIP_NR_HELO)) != 0 && !s->connection_failure) {
     s->connection_failure = std::move(v);  // every message of this connection
   }
@@ -301,22 +289,13 @@ sfsistat OnHelo(SMFICTX* ctx, char* helo) {
 sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
   return Guarded(ctx, "mail", SMFIP_NR_MAIL, [&] {
     Session* s = EnsureSession(ctx);
-    Message& m = s->message.emplace();
-    m.filter = Filter::Current();
-    const config::Config& cfg = m.filter->config();
-    m.envelope = s->connection;
-    m.envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
-    m.envelope.auth_login = Macro(ctx, "{auth_authen}");
-    m.failure = s->connection_failure;
-    RefreshQueueId(ctx, &m);
-    m.spool = std::make_shared<fcgi::Spool>(cfg.spool_directory, cfg.spool_threshold);
-    fcgi::Spool* spool = m.spool.get();
-    m.encoder = std::make_unique<mail::RawMessageEncoder>(
-        cfg.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
-                                                           : mail::LineEnding::kLf,
-        [spool](std::string_view encoded) { return spool->Append(encoded); },
-        m.filter->save_mode() == mail::SaveMode::kRaw ? mail::BodyEncoding::kRaw
-                                                      : mail::BodyEncoding::kForm);
+    s->message.reset();
+    mail::Envelope envelope = s->connection;
+    envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
+    envelope.auth_login = Macro(ctx, "{auth_authen}");
+    Transaction& t = s->message.emplace(Filter::Current(), std::move(envelope));
+    if (s->connection_failure) t.Fail(*s->connection_failure);
+    RefreshQueueId(ctx, &t);
     return Continue(s, SMFIP_NR_MAIL);
   });
 }
@@ -325,21 +304,19 @@ sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) {
   return Guarded(ctx, "rcpt", 0, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
-    Message& m = *s->message;
-    RefreshQueueId(ctx, &m);
+    Transaction& t = *s->message;
+    RefreshQueueId(ctx, &t);
     QuickAck(s);
     const std::string rcpt = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
     // While the daemon drains for a stop, a connection the MTA kept open may start another
     // transaction: refuse its recipients for now, so that nothing new starts to wait for.
-    const mail::Verdict v =
-        g_stopping.load() ? mail::ShuttingDown() : m.filter->Validate(m.envelope, rcpt);
+    const mail::Verdict v = g_stopping.load() ? mail::ShuttingDown() : t.AddRecipient(rcpt);
     metrics::CountRecipient(mail::ActionName(v.action));
-    if (v.action == mail::Verdict::Action::kAccept) {
-      m.envelope.recipients.push_back(rcpt);
-    } else {
+    if (v.action != mail::Verdict::Action::kAccept) {
+      const mail::Envelope& e = t.envelope();
       LOG_INFO("%s: rcpt <%s> from %s: %s %s %s (%s)",
-               m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(), rcpt.c_str(),
-               m.envelope.client_ip.c_str(), mail::ActionName(v.action), v.smtp_code.c_str(),
+               e.queue_id.empty() ? "NOQUEUE" : e.queue_id.c_str(), rcpt.c_str(),
+               e.client_ip.c_str(), mail::ActionName(v.action), v.smtp_code.c_str(),
                v.enhanced_code.c_str(), v.reason.c_str());
     }
     return Answer(ctx, v, SMFIS_CONTINUE);
@@ -351,28 +328,11 @@ sfsistat OnData(SMFICTX* ctx) {
   return s != nullptr ? Continue(s, SMFIP_NR_DATA) : SMFIS_CONTINUE;
 }
 
-// A failed spool write (disk full) or an oversize message ends the transaction: at once where
+// After a piece of the message: a failure (size limit, spool) ends the transaction at once where
 // the MTA waits for this stage's answer, else (no-reply stages) at end of message.
-void RecordFailure(Message& m, const fcgi::Status& written) {
-  if (!m.failure) {
-    const uint64_t limit = m.filter->config().max_message_size;
-    if (limit != 0 && m.encoder->raw_size() > limit) {
-      m.failure = mail::MessageTooLarge(limit);
-    } else if (!written.ok()) {
-      m.failure = LocalTempfail("cannot keep the message: " + written.ToString());
-    }
-    if (m.failure) {
-      LOG_INFO("%s: message from %s: %s %s (%s)", m.envelope.queue_id.c_str(),
-               m.envelope.client_ip.c_str(), mail::ActionName(m.failure->action),
-               m.failure->smtp_code.c_str(), m.failure->reason.c_str());
-    }
-  }
-}
-
-sfsistat CheckMessage(SMFICTX* ctx, Session* s, unsigned long nr_bit, const fcgi::Status& written) {
-  Message& m = *s->message;
-  RecordFailure(m, written);
-  if (m.failure && (s->no_reply & nr_bit) == 0) return Answer(ctx, *m.failure, SMFIS_CONTINUE);
+sfsistat AfterMessageData(SMFICTX* ctx, Session* s, unsigned long nr_bit) {
+  const std::optional<mail::Verdict>& failure = s->message->failure();
+  if (failure && (s->no_reply & nr_bit) == 0) return Answer(ctx, *failure, SMFIS_CONTINUE);
   return Continue(s, nr_bit);
 }
 
@@ -385,14 +345,9 @@ sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
   return Guarded(ctx, "header", SMFIP_NR_HDR, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_HDR);
-    Message& m = *s->message;
-    const std::string_view n = name != nullptr ? name : "";
-    const std::string_view val = value != nullptr ? value : "";
-    if (!m.raw_subject && strcasecmp(std::string(n).c_str(), "Subject") == 0) {
-      m.raw_subject = std::string(val);
-    }
-    if (m.failure) return CheckMessage(ctx, s, SMFIP_NR_HDR, fcgi::Status::Ok());
-    return CheckMessage(ctx, s, SMFIP_NR_HDR, m.encoder->AddHeader(n, val, s->leading_space));
+    s->message->AddHeader(name != nullptr ? name : "", value != nullptr ? value : "",
+                          s->leading_space);
+    return AfterMessageData(ctx, s, SMFIP_NR_HDR);
   });
 }
 
@@ -400,8 +355,8 @@ sfsistat OnEndOfHeaders(SMFICTX* ctx) {
   return Guarded(ctx, "eoh", SMFIP_NR_EOH, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_EOH);
-    if (s->message->failure) return CheckMessage(ctx, s, SMFIP_NR_EOH, fcgi::Status::Ok());
-    return CheckMessage(ctx, s, SMFIP_NR_EOH, s->message->encoder->EndHeaders());
+    s->message->EndHeaders();
+    return AfterMessageData(ctx, s, SMFIP_NR_EOH);
   });
 }
 
@@ -409,24 +364,16 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
   return Guarded(ctx, "body", SMFIP_NR_BODY, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_BODY);
-    Message& m = *s->message;
-    if (m.failure) return CheckMessage(ctx, s, SMFIP_NR_BODY, fcgi::Status::Ok());
-    return CheckMessage(
-        ctx, s, SMFIP_NR_BODY,
-        m.encoder->AddBody(std::string_view(reinterpret_cast<const char*>(chunk), len)));
+    s->message->AddBody(std::string_view(reinterpret_cast<const char*>(chunk), len));
+    return AfterMessageData(ctx, s, SMFIP_NR_BODY);
   });
 }
 
 // The parts of a JSON save verdict that change the message: refused recipients, header edits,
 // quarantine. A failure to apply them tempfails: the script asked for something we could not do.
-void ApplyEndOfMessage(SMFICTX* ctx, const Message& m, mail::Verdict* v) {
+void ApplyEndOfMessage(SMFICTX* ctx, mail::Verdict* v) {
   using Action = mail::Verdict::Action;
   if (v->action != Action::kAccept && v->action != Action::kQuarantine) return;
-  for (const std::string& rcpt : mail::ResolveRefusals(m.envelope.recipients, v)) {
-    LOG_WARNING("%s: save script refused <%s>, which is not a recipient of this message",
-                m.envelope.queue_id.c_str(), rcpt.c_str());
-  }
-  if (v->action == Action::kReject) return;  // it refused every recipient
   for (const std::string& rcpt : v->refused_recipients) {
     std::string bracketed = "<" + rcpt + ">";
     if (smfi_delrcpt(ctx, bracketed.data()) != MI_SUCCESS) {
@@ -463,36 +410,36 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
   return Guarded(ctx, "eom", 0, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return SMFIS_TEMPFAIL;
-    Message& m = *s->message;
-    RefreshQueueId(ctx, &m);
+    Transaction& t = *s->message;
+    RefreshQueueId(ctx, &t);
     QuickAck(s);
-    if (!m.failure) RecordFailure(m, m.encoder->Finish());
-    if (m.failure) {
-      const mail::Verdict failure = *m.failure;
+    if (t.failure()) {
+      const mail::Verdict failure = *t.failure();
       metrics::CountMessage(mail::ActionName(failure.action));
       s->message.reset();
       return Answer(ctx, failure, SMFIS_CONTINUE);
     }
-    m.envelope.message_size = m.encoder->raw_size();
-    m.envelope.idempotency_key = mail::IdempotencyKey(m.envelope, m.encoder->digest());
-    if (m.raw_subject) m.envelope.subject = mail::DecodeHeaderValue(*m.raw_subject);
-    if (m.spool->spilled()) {
-      metrics::CountSpill();
-      LOG_DEBUG("%s: message spilled to an unlinked temp file in %s (%llu bytes encoded)",
-                m.envelope.queue_id.c_str(), m.filter->config().spool_directory.c_str(),
-                static_cast<unsigned long long>(m.spool->size()));
+    std::vector<std::string> unknown;
+    mail::Verdict v = t.Finish([ctx] { smfi_progress(ctx); }, nullptr, &unknown);
+    const mail::Envelope& e = t.envelope();
+    const char* qid = e.queue_id.empty() ? "NOQUEUE" : e.queue_id.c_str();
+    for (const std::string& rcpt : unknown) {
+      LOG_WARNING("%s: save script refused <%s>, which is not a recipient of this message", qid,
+                  rcpt.c_str());
     }
-    mail::Verdict v = m.filter->Save(m.envelope, m.spool, [ctx] { smfi_progress(ctx); });
-    ApplyEndOfMessage(ctx, m, &v);
+    if (t.spilled()) {
+      metrics::CountSpill();
+      LOG_DEBUG("%s: message spilled to an unlinked temp file in %s (%llu bytes encoded)", qid,
+                t.filter().config().spool_directory.c_str(),
+                static_cast<unsigned long long>(t.spool_size()));
+    }
+    ApplyEndOfMessage(ctx, &v);
     metrics::CountMessage(mail::ActionName(v.action));
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started).count();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.age()).count();
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu key=%s verdict=%s%s%s%s%s time=%lldms",
-             m.envelope.queue_id.empty() ? "NOQUEUE" : m.envelope.queue_id.c_str(),
-             m.envelope.client_ip.c_str(), m.envelope.mail_from.c_str(),
-             m.envelope.recipients.size(), static_cast<unsigned long long>(m.envelope.message_size),
-             m.envelope.idempotency_key.c_str(), mail::ActionName(v.action),
-             v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(),
+             qid, e.client_ip.c_str(), e.mail_from.c_str(), e.recipients.size(),
+             static_cast<unsigned long long>(e.message_size), e.idempotency_key.c_str(),
+             mail::ActionName(v.action), v.smtp_code.empty() ? "" : " ", v.smtp_code.c_str(),
              v.reason.empty() ? "" : " reason=", v.reason.c_str(), static_cast<long long>(ms));
     const sfsistat answer = Answer(ctx, v, SMFIS_CONTINUE);
     s->message.reset();
@@ -629,7 +576,7 @@ void Filter::BeginStop() {
 }
 
 int Filter::TransactionsOpen() {
-  return g_transactions.load();
+  return Transaction::Open();
 }
 
 smfiDesc* Filter::Description() {

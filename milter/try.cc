@@ -1,7 +1,8 @@
 #include "milter/try.h"
 
 #include <getopt.h>
-#include <strings.h>
+
+#include <algorithm>
 
 #include <cstdio>
 #include <fstream>
@@ -16,8 +17,7 @@
 #include "config/config.h"
 #include "milter/filter.h"
 #include "milter/log.h"
-#include "milter/mail/raw_message.h"
-#include "milter/mail/rfc2047.h"
+#include "milter/transaction.h"
 
 namespace milter {
 namespace {
@@ -95,21 +95,18 @@ std::string Abbreviate(const std::string& s, size_t max) {
   return s.substr(0, max) + "... (" + std::to_string(s.size()) + " bytes shown of more)";
 }
 
-// Feeds a raw message (LF or CRLF) to the encoder the way an MTA hands it to a milter:
+// Feeds a raw message (LF or CRLF) to the transaction the way an MTA hands it to a milter:
 // header name and value (leading space kept, folded lines joined by LF), then the body with
 // CRLF line endings.
-fcgi::Status FeedMessage(const std::string& raw, mail::RawMessageEncoder* encoder,
-                         std::string* subject_raw) {
+void FeedMessage(const std::string& raw, Transaction* t) {
   size_t pos = 0;
   std::string name;
   std::string value;
-  auto flush = [&]() -> fcgi::Status {
-    if (name.empty()) return fcgi::Status::Ok();
-    if (subject_raw->empty() && strcasecmp(name.c_str(), "Subject") == 0) *subject_raw = value;
-    fcgi::Status s = encoder->AddHeader(name, value, true);
+  auto flush = [&] {
+    if (name.empty()) return;
+    t->AddHeader(name, value, true);
     name.clear();
     value.clear();
-    return s;
   };
   bool in_headers = true;
   while (in_headers && pos < raw.size()) {
@@ -126,7 +123,7 @@ fcgi::Status FeedMessage(const std::string& raw, mail::RawMessageEncoder* encode
       value += "\n" + line;
       continue;
     }
-    if (fcgi::Status s = flush(); !s.ok()) return s;
+    flush();
     const size_t colon = line.find(':');
     if (colon == std::string::npos) {
       // Not a header: the message has no header section; treat everything as body.
@@ -137,16 +134,15 @@ fcgi::Status FeedMessage(const std::string& raw, mail::RawMessageEncoder* encode
     name = line.substr(0, colon);
     value = line.substr(colon + 1);
   }
-  if (fcgi::Status s = flush(); !s.ok()) return s;
-  if (fcgi::Status s = encoder->EndHeaders(); !s.ok()) return s;
+  flush();
+  t->EndHeaders();
   std::string body;
   body.reserve(raw.size() - std::min(pos, raw.size()) + 1024);
   for (size_t i = std::min(pos, raw.size()); i < raw.size(); ++i) {
     if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) body.push_back('\r');
     body.push_back(raw[i]);
   }
-  if (fcgi::Status s = encoder->AddBody(body); !s.ok()) return s;
-  return encoder->Finish();
+  t->AddBody(body);
 }
 
 nlohmann::json ExchangeJson(const Exchange& e) {
@@ -334,11 +330,12 @@ int RunTry(int argc, char** argv) {
   }
   // Log lines (script stderr, failures) go to stderr so stdout stays the report.
   logging::Init(o.json ? "error" : "warning", "stderr", "mail");
-  std::unique_ptr<Filter> filter;
-  if (fcgi::Status s = Filter::Create(loaded.config, &filter); !s.ok()) {
+  std::unique_ptr<Filter> created;
+  if (fcgi::Status s = Filter::Create(loaded.config, &created); !s.ok()) {
     std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());
     return kExitUsage;
   }
+  const std::shared_ptr<const Filter> filter(std::move(created));
 
   std::string raw;
   if (o.message_path == "-") {
@@ -374,19 +371,19 @@ int RunTry(int argc, char** argv) {
                         {"helo", env.helo},
                         {"tls_on", env.tls_on},
                         {"queue_id", env.queue_id}};
+  // The same transaction the daemon runs for a message, fed from the file instead of an MTA.
+  Transaction t(filter, env);
   nlohmann::json validations = nlohmann::json::array();
   bool any_temporary = false;
   for (const std::string& rcpt : o.rcpts) {
     Exchange ex;
-    filter->Validate(env, rcpt, &ex);
+    t.AddRecipient(rcpt, &ex);
     if (!o.json) PrintExchange("validate <" + rcpt + ">", ex);
     nlohmann::json vj = ExchangeJson(ex);
     vj["recipient"] = rcpt;
     vj["smtp"] = SmtpLine(ex.verdict, "250 2.1.5 Ok");
     validations.push_back(vj);
-    if (ex.verdict.action == mail::Verdict::Action::kAccept) {
-      env.recipients.push_back(rcpt);
-    } else if (ex.verdict.action == mail::Verdict::Action::kTempfail) {
+    if (ex.verdict.action == mail::Verdict::Action::kTempfail) {
       any_temporary = true;
     }
   }
@@ -394,33 +391,16 @@ int RunTry(int argc, char** argv) {
 
   int exit_code;
   std::string outcome;
-  if (env.recipients.empty()) {
+  if (t.envelope().recipients.empty()) {
     exit_code = any_temporary ? kExitTemporary : kExitRefused;
     outcome = any_temporary ? "no recipient accepted (temporary failure): the sender retries"
                             : "every recipient refused: no message is sent";
   } else {
-    auto spool =
-        std::make_shared<fcgi::Spool>(loaded.config.spool_directory, loaded.config.spool_threshold);
-    fcgi::Spool* sp = spool.get();
-    mail::RawMessageEncoder encoder(loaded.config.body_line_endings == config::LineEnding::kCrlf
-                                        ? mail::LineEnding::kCrlf
-                                        : mail::LineEnding::kLf,
-                                    [sp](std::string_view encoded) { return sp->Append(encoded); },
-                                    filter->save_mode() == mail::SaveMode::kRaw
-                                        ? mail::BodyEncoding::kRaw
-                                        : mail::BodyEncoding::kForm);
-    std::string subject_raw;
-    if (fcgi::Status s = FeedMessage(raw, &encoder, &subject_raw); !s.ok()) {
-      std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());
-      return kExitUsage;
-    }
-    env.message_size = encoder.raw_size();
-    env.idempotency_key = mail::IdempotencyKey(env, encoder.digest());
-    env.subject = mail::DecodeHeaderValue(subject_raw);
+    FeedMessage(raw, &t);
     Exchange ex;
-    filter->Save(env, spool, nullptr, &ex);
-    // What the daemon does at end of message with the refusals, so the outcome matches.
-    for (const std::string& r : mail::ResolveRefusals(env.recipients, &ex.verdict)) {
+    std::vector<std::string> unknown;
+    t.Finish(nullptr, &ex, &unknown);
+    for (const std::string& r : unknown) {
       std::fprintf(stderr, "fcgi-milter try: the save script refused <%s>, not a recipient\n",
                    r.c_str());
     }

@@ -265,6 +265,17 @@ TEST_F(TryTest, RawModeSendsTheMessageAsTheBodyAndStoresItOncePerKey) {
   EXPECT_NE(text.out.find("the request body is the message"), std::string::npos) << text.out;
 }
 
+// try drives the daemon's own transaction: a message over max_message_size gets the daemon's
+// 552 and never reaches the save script (before, try ran the save and printed 250).
+TEST_F(TryTest, MessageOverMaxMessageSizeIsRefusedAsTheDaemonRefusesIt) {
+  StartPair("validate.php", "save.php", {{"max_message_size", 50}});
+  TryRun run = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  EXPECT_EQ(run.report["outcome"], "552 5.3.4 Message size exceeds fixed limit") << run.out;
+  EXPECT_EQ(run.report["save"]["skipped"], true);
+  EXPECT_TRUE(ListDir(maildir_ + "/new").empty());
+}
+
 TEST_F(TryTest, PlainPairWithPhpFpmStoppedIsTemporaryWithExitTwo) {
   StartPair("validate.php", "save.php");
   php_->Stop();
