@@ -12,9 +12,11 @@
 #include <vector>
 
 #include "fcgi/socket.h"
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace fcgi {
+
+using base::Status;
 
 class Body {
  public:

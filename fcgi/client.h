@@ -12,9 +12,11 @@
 #include "fcgi/protocol.h"
 #include "fcgi/response.h"
 #include "fcgi/socket.h"
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace fcgi {
+
+using base::Status;
 
 struct ClientOptions {
   BackendAddress address;

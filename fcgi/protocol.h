@@ -11,9 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace fcgi {
+
+using base::Status;
 
 using Params = std::vector<std::pair<std::string, std::string>>;
 

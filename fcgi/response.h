@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "fcgi/protocol.h"
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace fcgi {
+
+using base::Status;
 
 struct Response {
   int status = 200;  // from the CGI `Status:` header; 200 when absent

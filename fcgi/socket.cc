@@ -21,11 +21,6 @@
 
 namespace fcgi {
 
-void UniqueFd::Reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 namespace {
 
 Status ParsePort(std::string_view text, uint16_t* port) {

@@ -1,4 +1,4 @@
-// Backend addresses (unix path, host:port, [v6]:port) and a file descriptor that closes itself.
+// Backend addresses (unix path, host:port, [v6]:port) and socket helpers.
 // Thread-safety: BackendAddress is an immutable value; a UniqueFd belongs to one owner.
 #pragma once
 
@@ -8,35 +8,13 @@
 #include <string>
 #include <string_view>
 
-#include "fcgi/status.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace fcgi {
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) Reset(other.Release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
+using base::Status;
+using base::UniqueFd;
 
 class BackendAddress {
  public:

@@ -475,7 +475,7 @@ ScriptTarget MakeTarget(const std::string& filename) {
 
 // The metrics label of a failed request.
 const char* BackendErrorKind(const fcgi::Result& r) {
-  using Code = fcgi::Status::Code;
+  using Code = base::Status::Code;
   switch (r.status.code()) {
     case Code::kOk: return r.response.status / 100 != 2 ? "status" : "reply";
     case Code::kConnectFailed: return "connect";
@@ -500,31 +500,31 @@ mail::FailurePolicy ToPolicy(config::FailureAction action) {
 
 }  // namespace
 
-fcgi::Status BackendAddresses(const config::Config& config,
+base::Status BackendAddresses(const config::Config& config,
                               std::vector<fcgi::BackendAddress>* out) {
   out->clear();
   for (const config::BackendSpec& spec : config::Backends(config)) {
     fcgi::BackendAddress address;
-    fcgi::Status s = fcgi::BackendAddress::Parse(
+    base::Status s = fcgi::BackendAddress::Parse(
         spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
     if (!s.ok()) return s;
     out->push_back(address);
   }
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
-fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
+base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
   std::unique_ptr<Filter> f(new Filter);
   f->config_ = config;
   fcgi::BackendPoolOptions options;
-  if (fcgi::Status s = BackendAddresses(config, &options.addresses); !s.ok()) return s;
+  if (base::Status s = BackendAddresses(config, &options.addresses); !s.ok()) return s;
   options.client.connect_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
   options.client.max_reply_bytes = config.max_reply_size;
   options.client.max_connections = config.fcgi_max_connections;
   options.client.keep_alive = config.fcgi_keep_alive;
   options.on_health_change = [](const fcgi::BackendAddress& backend, bool up,
-                                const fcgi::Status& why) {
+                                const base::Status& why) {
     if (up) {
       LOG_INFO("FastCGI backend %s is back up", backend.ToString().c_str());
     } else {
@@ -532,7 +532,7 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
                   backend.ToString().c_str(), why.ToString().c_str());
     }
   };
-  if (fcgi::Status s = fcgi::BackendPool::Create(options, &f->backends_); !s.ok()) return s;
+  if (base::Status s = fcgi::BackendPool::Create(options, &f->backends_); !s.ok()) return s;
   std::string server_name = config.server_name;
   if (server_name.empty()) {
     char host[256] = {0};
@@ -551,7 +551,7 @@ fcgi::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
   *out = std::move(f);
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
 void Filter::SetCurrent(std::shared_ptr<const Filter> filter) {

@@ -38,12 +38,12 @@ struct Exchange {
 };
 
 // The FastCGI addresses a config names (fcgi_backends, or the single connection keys).
-fcgi::Status BackendAddresses(const config::Config& config, std::vector<fcgi::BackendAddress>* out);
+base::Status BackendAddresses(const config::Config& config, std::vector<fcgi::BackendAddress>* out);
 
 class Filter {
  public:
   // Builds the FastCGI client and the constant params. Fails on an unusable backend address.
-  static fcgi::Status Create(const config::Config& config, std::unique_ptr<Filter>* out);
+  static base::Status Create(const config::Config& config, std::unique_ptr<Filter>* out);
 
   // The filter new transactions use. A transaction keeps the filter it started with, so a
   // reload (SetCurrent with a new filter) never changes a message half-way.

@@ -113,7 +113,7 @@ int FindListeningSocket(const config::Config& cfg) {
 // Connects once to our own milter socket, so a listener sleeping in poll() on it wakes up.
 static void WakeListener(const config::Config& cfg) {
   fcgi::BackendAddress address;
-  fcgi::Status s;
+  base::Status s;
   if (!cfg.milter_socket_path.empty()) {
     s = fcgi::BackendAddress::Parse("unix", cfg.milter_socket_path, &address);
   } else {
@@ -147,7 +147,7 @@ void StopAccepting(const config::Config& cfg, int listen_fd) {
     LOG_WARNING("stopping: descriptor %d is no longer the milter socket; it stays open", listen_fd);
     return;
   }
-  fcgi::UniqueFd quiet(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  base::UniqueFd quiet(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_un name{};
   name.sun_family = AF_UNIX;
   socklen_t name_len = sizeof(sa_family_t);
@@ -161,7 +161,7 @@ void StopAccepting(const config::Config& cfg, int listen_fd) {
                 std::strerror(errno));
     return;
   }
-  fcgi::UniqueFd queued(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  base::UniqueFd queued(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!queued.valid() ||
       ::connect(queued.get(), reinterpret_cast<sockaddr*>(&name), name_len) != 0) {
     LOG_WARNING(

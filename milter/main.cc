@@ -63,11 +63,11 @@ void PrintHelp() {
 std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
   std::vector<std::string> problems;
   std::vector<fcgi::BackendAddress> addresses;
-  if (fcgi::Status s = milter::BackendAddresses(cfg, &addresses); !s.ok()) {
+  if (base::Status s = milter::BackendAddresses(cfg, &addresses); !s.ok()) {
     problems.push_back(s.message());
   }
   for (const fcgi::BackendAddress& address : addresses) {
-    fcgi::Status s = fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
+    base::Status s = fcgi::ProbeBackend(address, static_cast<int>(cfg.fcgi_connect_timeout * 1000));
     if (!s.ok()) problems.push_back(s.message());
   }
   return problems;
@@ -81,7 +81,7 @@ struct ServiceUser {
   gid_t gid = 0;
 };
 
-fcgi::Status ResolveServiceUser(const config::Config& cfg, ServiceUser* out) {
+base::Status ResolveServiceUser(const config::Config& cfg, ServiceUser* out) {
   fcgi::UserEntry user;
   const bool found =
       cfg.user.empty() ? fcgi::LookupUser(getuid(), &user) : fcgi::LookupUser(cfg.user, &user);
@@ -91,37 +91,37 @@ fcgi::Status ResolveServiceUser(const config::Config& cfg, ServiceUser* out) {
       user.uid = getuid();
       user.gid = getgid();
     } else {
-      return fcgi::Status::InvalidArgument("key 'user': no such user '" + cfg.user + "'");
+      return base::Status::InvalidArgument("key 'user': no such user '" + cfg.user + "'");
     }
   }
   out->name = user.name;
   out->uid = user.uid;
   out->gid = user.gid;
   if (!cfg.group.empty() && !fcgi::LookupGroup(cfg.group, &out->gid)) {
-    return fcgi::Status::InvalidArgument("key 'group': no such group '" + cfg.group + "'");
+    return base::Status::InvalidArgument("key 'group': no such group '" + cfg.group + "'");
   }
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
 // Switches to the configured user and group (with the user's supplementary groups, so
 // membership of www-data reaches php-fpm's socket). Only root can; others must not ask to.
-fcgi::Status DropPrivileges(const config::Config& cfg) {
-  if (cfg.user.empty() && cfg.group.empty()) return fcgi::Status::Ok();
+base::Status DropPrivileges(const config::Config& cfg) {
+  if (cfg.user.empty() && cfg.group.empty()) return base::Status::Ok();
   ServiceUser u;
-  if (fcgi::Status s = ResolveServiceUser(cfg, &u); !s.ok()) return s;
+  if (base::Status s = ResolveServiceUser(cfg, &u); !s.ok()) return s;
   if (geteuid() != 0) {
-    if (geteuid() == u.uid && getegid() == u.gid) return fcgi::Status::Ok();
-    return fcgi::Status::InvalidArgument("keys 'user'/'group': only root can switch to " + u.name +
+    if (geteuid() == u.uid && getegid() == u.gid) return base::Status::Ok();
+    return base::Status::InvalidArgument("keys 'user'/'group': only root can switch to " + u.name +
                                          "; start as root or remove the keys");
   }
   if (initgroups(u.name.c_str(), u.gid) != 0 || setgid(u.gid) != 0 || setuid(u.uid) != 0) {
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kInvalidArgument,
+    return base::Status::FromErrno(base::Status::Code::kInvalidArgument,
                                    "switching to user " + u.name, errno);
   }
   if (u.uid != 0 && setuid(0) == 0) {
-    return fcgi::Status::InvalidArgument("could regain root after dropping to " + u.name);
+    return base::Status::InvalidArgument("could regain root after dropping to " + u.name);
   }
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
 // The backend problems the daemon would meet, found as the user it runs as: as root with a
@@ -129,7 +129,7 @@ fcgi::Status DropPrivileges(const config::Config& cfg) {
 // root may open but the service user may not is reported. *who names the user tried.
 std::vector<std::string> ProbeAsServiceUser(const config::Config& cfg, std::string* who) {
   ServiceUser u;
-  if (fcgi::Status s = ResolveServiceUser(cfg, &u); !s.ok()) {
+  if (base::Status s = ResolveServiceUser(cfg, &u); !s.ok()) {
     *who = fcgi::UserName(geteuid());
     return {s.message()};
   }
@@ -156,7 +156,7 @@ std::vector<std::string> ProbeAsServiceUser(const config::Config& cfg, std::stri
   if (pid == 0) {
     ::close(fds[0]);
     std::vector<std::string> problems;
-    if (fcgi::Status s = DropPrivileges(cfg); !s.ok()) {
+    if (base::Status s = DropPrivileges(cfg); !s.ok()) {
       problems.push_back(s.message());
     } else {
       problems = ProbeConfiguredBackends(cfg);
@@ -259,20 +259,20 @@ int CheckOnly(const std::string& path) {
 //   created: the change lands on exactly the inode checked (a symlink is never followed), and
 //   the service user can plant neither a root-owned file there (only its own) nor a hard link
 //   to one (the link count).
-fcgi::Status OpenMilterSocket(const config::Config& cfg) {
+base::Status OpenMilterSocket(const config::Config& cfg) {
   const std::string sock = cfg.milter_socket_path;
   const mode_t mode = static_cast<mode_t>(cfg.milter_socket_mode) & 0777;
   const mode_t old_umask = sock.empty() ? 0 : ::umask(~mode & 0777);
   const int rc = smfi_opensocket(true);
   if (!sock.empty()) ::umask(old_umask);
   if (rc != MI_SUCCESS) {
-    return fcgi::Status::IoError("cannot listen on milter_socket " + cfg.milter_socket +
+    return base::Status::IoError("cannot listen on milter_socket " + cfg.milter_socket +
                                  " (directory missing, permissions, or address in use?)");
   }
-  if (sock.empty()) return fcgi::Status::Ok();
+  if (sock.empty()) return base::Status::Ok();
   gid_t gid = static_cast<gid_t>(-1);
   if (!cfg.milter_socket_group.empty() && !fcgi::LookupGroup(cfg.milter_socket_group, &gid)) {
-    return fcgi::Status::InvalidArgument("key 'milter_socket_group': no such group '" +
+    return base::Status::InvalidArgument("key 'milter_socket_group': no such group '" +
                                          cfg.milter_socket_group + "'");
   }
   uid_t uid = static_cast<uid_t>(-1);
@@ -280,37 +280,37 @@ fcgi::Status OpenMilterSocket(const config::Config& cfg) {
     fcgi::UserEntry user;
     if (fcgi::LookupUser(cfg.user, &user)) uid = user.uid;
   }
-  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return fcgi::Status::Ok();
-  fcgi::UniqueFd fd(::open(sock.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return base::Status::Ok();
+  base::UniqueFd fd(::open(sock.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid())
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "open " + sock, errno);
+    return base::Status::FromErrno(base::Status::Code::kIoError, "open " + sock, errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "stat " + sock, errno);
+    return base::Status::FromErrno(base::Status::Code::kIoError, "stat " + sock, errno);
   }
   if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1 ||
       (st.st_mode & 0777) != mode) {
-    return fcgi::Status::IoError("milter_socket " + sock +
+    return base::Status::IoError("milter_socket " + sock +
                                  " was replaced after it was created (not the socket this process "
                                  "made); refusing to change its owner");
   }
   if (::fchownat(fd.get(), "", uid, gid, AT_EMPTY_PATH) != 0) {
-    return fcgi::Status::FromErrno(fcgi::Status::Code::kIoError, "chown " + sock, errno);
+    return base::Status::FromErrno(base::Status::Code::kIoError, "chown " + sock, errno);
   }
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
-fcgi::Status CheckSpoolDirectory(const config::Config& cfg) {
+base::Status CheckSpoolDirectory(const config::Config& cfg) {
   struct stat st {};
   if (::stat(cfg.spool_directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return fcgi::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
+    return base::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
                                          " is not a directory");
   }
   if (::access(cfg.spool_directory.c_str(), W_OK | X_OK) != 0) {
-    return fcgi::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
+    return base::Status::InvalidArgument("key 'spool_directory': " + cfg.spool_directory +
                                          " is not writable by this user");
   }
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
 // SIGUSR1: read the file again; new transactions use the new config, those in flight finish
@@ -331,7 +331,7 @@ void ReloadLoop(std::string path, config::Config running) {
       continue;
     }
     std::unique_ptr<milter::Filter> filter;
-    if (fcgi::Status s = milter::Filter::Create(loaded.config, &filter); !s.ok()) {
+    if (base::Status s = milter::Filter::Create(loaded.config, &filter); !s.ok()) {
       LOG_ERROR("reload refused: %s; keeping the running configuration", s.ToString().c_str());
       sd_notify(0, "READY=1");
       continue;
@@ -484,7 +484,7 @@ int Run(const std::string& path) {
   pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
   std::unique_ptr<milter::Filter> filter;
-  if (fcgi::Status s = milter::Filter::Create(cfg, &filter); !s.ok()) {
+  if (base::Status s = milter::Filter::Create(cfg, &filter); !s.ok()) {
     LOG_ERROR("%s: %s", path.c_str(), s.ToString().c_str());
     return 1;
   }
@@ -497,7 +497,7 @@ int Run(const std::string& path) {
   }
   // Opening early (and removing a stale unix socket) turns a bad spec or a busy port into a
   // clear start-up error, and lets us set the socket's owner and mode before the MTA connects.
-  if (fcgi::Status s = OpenMilterSocket(cfg); !s.ok()) {
+  if (base::Status s = OpenMilterSocket(cfg); !s.ok()) {
     LOG_ERROR("%s", s.message().c_str());
     return 1;
   }
@@ -511,11 +511,11 @@ int Run(const std::string& path) {
     std::fprintf(f, "%ld\n", static_cast<long>(getpid()));
     std::fclose(f);
   }
-  if (fcgi::Status s = DropPrivileges(cfg); !s.ok()) {
+  if (base::Status s = DropPrivileges(cfg); !s.ok()) {
     LOG_ERROR("%s", s.message().c_str());
     return 1;
   }
-  if (fcgi::Status s = CheckSpoolDirectory(cfg); !s.ok()) {
+  if (base::Status s = CheckSpoolDirectory(cfg); !s.ok()) {
     LOG_ERROR("%s", s.message().c_str());
     return 1;
   }
@@ -527,7 +527,7 @@ int Run(const std::string& path) {
 
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!cfg.metrics_listen.empty()) {
-    fcgi::Status s = metrics::HttpServer::Start(
+    base::Status s = metrics::HttpServer::Start(
         cfg.metrics_listen, [] { return milter::Filter::Current()->backends().stats(); },
         [] { return !g_stopping.load() && milter::Filter::Current()->backends().AnyConnectable(); },
         &metrics_server);

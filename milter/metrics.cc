@@ -209,7 +209,7 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() = default;
 
-fcgi::Status HttpServer::Start(const std::string& listen,
+base::Status HttpServer::Start(const std::string& listen,
                                std::function<std::vector<fcgi::BackendStats>()> backends,
                                std::function<bool()> healthy, std::unique_ptr<HttpServer>* out) {
   const size_t colon = listen.rfind(':');
@@ -226,9 +226,9 @@ fcgi::Status HttpServer::Start(const std::string& listen,
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
   impl->base = event_base_new();
   impl->http = impl->base ? evhttp_new(impl->base) : nullptr;
-  if (impl->http == nullptr) return fcgi::Status::IoError("metrics: cannot create HTTP server");
+  if (impl->http == nullptr) return base::Status::IoError("metrics: cannot create HTTP server");
   if (evhttp_bind_socket(impl->http, host.c_str(), static_cast<uint16_t>(port)) != 0) {
-    return fcgi::Status::IoError("key 'metrics_listen': cannot listen on " + listen);
+    return base::Status::IoError("key 'metrics_listen': cannot listen on " + listen);
   }
   evhttp_set_gencb(impl->http, &Impl::OnRequest, impl.get());
   evhttp_set_allowed_methods(impl->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
@@ -244,7 +244,7 @@ fcgi::Status HttpServer::Start(const std::string& listen,
     event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
   });
   out->reset(new HttpServer(std::move(impl)));
-  return fcgi::Status::Ok();
+  return base::Status::Ok();
 }
 
 }  // namespace metrics

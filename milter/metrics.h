@@ -8,7 +8,7 @@
 #include <string>
 
 #include "fcgi/backend_pool.h"
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace metrics {
 
@@ -25,7 +25,7 @@ class HttpServer {
  public:
   // listen: "127.0.0.1:9466". backends: current pool stats. healthy: true when a backend answers;
   // /healthz calls it at most once a second and answers from the last result in between.
-  static fcgi::Status Start(const std::string& listen,
+  static base::Status Start(const std::string& listen,
                             std::function<std::vector<fcgi::BackendStats>()> backends,
                             std::function<bool()> healthy, std::unique_ptr<HttpServer>* out);
   ~HttpServer();

@@ -54,7 +54,7 @@ void Transaction::Fail(mail::Verdict verdict) {
 }
 
 // A failed spool write (disk full) or an oversize message ends the transaction.
-void Transaction::Check(const fcgi::Status& written) {
+void Transaction::Check(const base::Status& written) {
   if (failure_) return;
   const uint64_t limit = filter_->config().max_message_size;
   if (limit != 0 && encoder_->raw_size() > limit) {

@@ -63,7 +63,7 @@ class Transaction {
   }
 
  private:
-  void Check(const fcgi::Status& written);
+  void Check(const base::Status& written);
 
   std::shared_ptr<const Filter> filter_;  // the config this transaction started with
   mail::Envelope envelope_;

@@ -331,7 +331,7 @@ int RunTry(int argc, char** argv) {
   // Log lines (script stderr, failures) go to stderr so stdout stays the report.
   logging::Init(o.json ? "error" : "warning", "stderr", "mail");
   std::unique_ptr<Filter> created;
-  if (fcgi::Status s = Filter::Create(loaded.config, &created); !s.ok()) {
+  if (base::Status s = Filter::Create(loaded.config, &created); !s.ok()) {
     std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());
     return kExitUsage;
   }

@@ -8,14 +8,14 @@
 #include <string>
 #include <vector>
 
-#include "fcgi/status.h"
+#include "base/status.h"
 
 namespace mail {
 
 enum class Stage { kValidate, kSave };
 
 struct BackendOutcome {
-  fcgi::Status transport;    // not ok: connect/timeout/io/protocol failure
+  base::Status transport;    // not ok: connect/timeout/io/protocol failure
   int http_status = 200;     // from CGI Status: header (default 200)
   std::string content_type;  // CGI Content-Type; application/json selects the JSON schema
   std::string body;          // reply body (after CGI headers)

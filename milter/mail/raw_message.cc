@@ -61,19 +61,19 @@ void RawMessageEncoder::EmitWithEndings(std::string_view text) {
 }
 
 void RawMessageEncoder::FlushIfFull() {
-  if (buffer_.size() >= kFlushBytes) Flush();
+  if (buffer_.size() >= kFlushBytes) (void)Flush();  // a failure stays in status_
 }
 
-fcgi::Status RawMessageEncoder::Flush() {
+base::Status RawMessageEncoder::Flush() {
   if (status_.ok() && !buffer_.empty()) status_ = sink_(buffer_);
   buffer_.clear();
   return status_;
 }
 
-fcgi::Status RawMessageEncoder::AddHeader(std::string_view name, std::string_view value,
+base::Status RawMessageEncoder::AddHeader(std::string_view name, std::string_view value,
                                           bool value_has_leading_space) {
   if (phase_ != Phase::kHeaders) {
-    return fcgi::Status::InvalidArgument("header after the end of the header section");
+    return base::Status::InvalidArgument("header after the end of the header section");
   }
   Emit(name);
   Emit(value_has_leading_space ? std::string_view(":") : std::string_view(": "));
@@ -82,9 +82,9 @@ fcgi::Status RawMessageEncoder::AddHeader(std::string_view name, std::string_vie
   return status_;
 }
 
-fcgi::Status RawMessageEncoder::EndHeaders() {
+base::Status RawMessageEncoder::EndHeaders() {
   if (phase_ == Phase::kFinished) {
-    return fcgi::Status::InvalidArgument("message already finished");
+    return base::Status::InvalidArgument("message already finished");
   }
   if (phase_ == Phase::kHeaders) {
     EmitNewline();
@@ -93,11 +93,11 @@ fcgi::Status RawMessageEncoder::EndHeaders() {
   return status_;
 }
 
-fcgi::Status RawMessageEncoder::AddBody(std::string_view chunk) {
+base::Status RawMessageEncoder::AddBody(std::string_view chunk) {
   if (phase_ == Phase::kFinished) {
-    return fcgi::Status::InvalidArgument("body after the end of the message");
+    return base::Status::InvalidArgument("body after the end of the message");
   }
-  if (phase_ == Phase::kHeaders) EndHeaders();
+  if (phase_ == Phase::kHeaders) (void)EndHeaders();  // a failure stays in status_
   if (chunk.empty()) return status_;
 
   if (ending_ == LineEnding::kLf) {
@@ -153,9 +153,9 @@ fcgi::Status RawMessageEncoder::AddBody(std::string_view chunk) {
   return status_;
 }
 
-fcgi::Status RawMessageEncoder::Finish() {
+base::Status RawMessageEncoder::Finish() {
   if (phase_ == Phase::kFinished) return status_;
-  if (phase_ == Phase::kHeaders) EndHeaders();
+  if (phase_ == Phase::kHeaders) (void)EndHeaders();  // a failure stays in status_
   if (pending_cr_) {
     pending_cr_ = false;
     Emit("\r");

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "fcgi/status.h"
+#include "base/status.h"
 #include "milter/mail/digest.h"
 
 namespace mail {
@@ -25,7 +25,7 @@ class RawMessageEncoder {
   // Receives the (encoded) bytes of the raw message, in order, in pieces of up to about
   // kFlushBytes. A non-ok Status is sticky: every later call returns it and the sink is not
   // called again.
-  using Sink = std::function<fcgi::Status(std::string_view encoded)>;
+  using Sink = std::function<base::Status(std::string_view encoded)>;
   static constexpr size_t kFlushBytes = 64 * 1024;
 
   RawMessageEncoder(LineEnding ending, Sink sink, BodyEncoding encoding = BodyEncoding::kForm);
@@ -36,14 +36,14 @@ class RawMessageEncoder {
   // line is name + ":" + value, else name + ": " + value. Line breaks inside a folded value (bare
   // LF from Postfix, or CRLF) are written with the chosen ending. InvalidArgument after
   // EndHeaders.
-  fcgi::Status AddHeader(std::string_view name, std::string_view value,
+  base::Status AddHeader(std::string_view name, std::string_view value,
                          bool value_has_leading_space);
   // The empty line between header and body. AddBody and Finish imply it if not called.
-  fcgi::Status EndHeaders();
+  base::Status EndHeaders();
   // Chunks of any size with CRLF endings; a CRLF pair may be split across two chunks.
-  fcgi::Status AddBody(std::string_view chunk);
+  base::Status AddBody(std::string_view chunk);
   // Writes anything held back (a trailing CR) and flushes the sink. Idempotent.
-  fcgi::Status Finish();
+  base::Status Finish();
 
   // Bytes of raw (unencoded) message produced so far.
   uint64_t raw_size() const { return raw_size_; }
@@ -58,7 +58,7 @@ class RawMessageEncoder {
   void EmitNewline();
   void EmitWithEndings(std::string_view text);  // header values: any line break -> ending_
   void FlushIfFull();
-  fcgi::Status Flush();
+  base::Status Flush();
 
   const LineEnding ending_;
   const BodyEncoding encoding_;
@@ -66,7 +66,7 @@ class RawMessageEncoder {
   Sha256 hash_;
   Sha256::Digest digest_{};
   Phase phase_ = Phase::kHeaders;
-  fcgi::Status status_;  // first sink failure, sticky
+  base::Status status_;  // first sink failure, sticky
   std::string buffer_;   // encoded bytes not yet given to the sink
   uint64_t raw_size_ = 0;
   bool pending_cr_ = false;   // kLf: body chunk ended in CR, its fate depends on the next byte

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "fcgi/status.h"
+#include "base/status.h"
 #include "milter/mail/raw_message.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -68,9 +68,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mail::RawMessageEncoder encoder(ending, [&](std::string_view piece) {
     ++sink_calls;
     if (fail_on_call != 0 && sink_calls > fail_on_call) called_after_failure = true;
-    if (sink_calls == fail_on_call) return fcgi::Status::IoError("sink failed");
+    if (sink_calls == fail_on_call) return base::Status::IoError("sink failed");
     encoded.append(piece);
-    return fcgi::Status::Ok();
+    return base::Status::Ok();
   });
 
   std::string expected;
@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string name = in.ConsumeRandomLengthString(24);
     const std::string value = in.ConsumeRandomLengthString(256);
     const bool leading_space = in.ConsumeBool();
-    const fcgi::Status s = encoder.AddHeader(name, value, leading_space);
+    const base::Status s = encoder.AddHeader(name, value, leading_space);
     FUZZ_CHECK(s.ok() || fail_on_call != 0);
     expected += name;
     expected += leading_space ? ":" : ": ";
@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       body += chunk;
     }
   }
-  const fcgi::Status finished = encoder.Finish();
+  const base::Status finished = encoder.Finish();
   FUZZ_CHECK(encoder.Finish().code() == finished.code());  // idempotent
   FUZZ_CHECK(!encoder.AddHeader("X", "y", false).ok());
   FUZZ_CHECK(!encoder.AddBody("late").ok());

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "fcgi/status.h"
+#include "base/status.h"
 #include "milter/mail/decision.h"
 #include "milter/mail/reply.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Mostly 200 and a text reply, sometimes anything: the interesting part is the body.
   outcome.http_status = selector == 0 ? in.ConsumeIntegralInRange<int>(-1, 1000) : 200;
   if (selector == 1) {
-    outcome.transport = fcgi::Status::Timeout(in.ConsumeRandomLengthString(64));
+    outcome.transport = base::Status::Timeout(in.ConsumeRandomLengthString(64));
   }
   if (selector == 2) outcome.content_type = "application/json; charset=utf-8";
   outcome.body = in.ConsumeRemainingBytesAsString();

@@ -17,7 +17,7 @@ namespace {
 using fcgi::BackendPool;
 using fcgi::Client;
 using fcgi::Result;
-using fcgi::Status;
+using base::Status;
 using testing_support::PhpFpm;
 
 // Answers with the name of the pool that ran it, so a test sees which backend served it.
@@ -194,7 +194,7 @@ TEST_F(BackendPoolTest, BackendGoingDownAndComingBackIsToldOnceEach) {
 
 TEST_F(BackendPoolTest, ConnectTimeoutMarksTheBackendDown) {
   // A TCP listener that never accepts, its backlog filled: the next connect() stays in progress.
-  fcgi::UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -205,9 +205,9 @@ TEST_F(BackendPoolTest, ConnectTimeoutMarksTheBackendDown) {
   const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   fcgi::BackendAddress black_hole;
   ASSERT_TRUE(fcgi::BackendAddress::Parse("tcp", address, &black_hole).ok());
-  std::vector<fcgi::UniqueFd> fillers;
+  std::vector<base::UniqueFd> fillers;
   for (int i = 0; i < 4; ++i) {
-    fcgi::UniqueFd fd;
+    base::UniqueFd fd;
     bool in_progress = false;
     ASSERT_TRUE(black_hole.StartConnect(&fd, &in_progress).ok());
     fillers.push_back(std::move(fd));

@@ -20,7 +20,7 @@ using fcgi::Client;
 using fcgi::Idempotency;
 using fcgi::Params;
 using fcgi::Result;
-using fcgi::Status;
+using base::Status;
 using testing_support::PhpFpm;
 
 constexpr auto kDeadline = std::chrono::seconds(10);
@@ -413,14 +413,14 @@ TEST(FcgiClientBrokenPeerTest, ReplyBreakingTheProtocolKeepsTheStderrBeforeIt) {
   // php-fpm never breaks the protocol; a peer made to: STDERR, then a record for another request.
   testing_support::TempDir dir;
   const std::string path = dir.path() + "/broken.sock";
-  fcgi::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(listener.get(), 4), 0);
   std::thread peer([&] {
-    fcgi::UniqueFd c(::accept(listener.get(), nullptr, nullptr));
+    base::UniqueFd c(::accept(listener.get(), nullptr, nullptr));
     // The request ends with the empty STDIN record.
     const std::string end_of_request("\x01\x05\x00\x01\x00\x00\x00\x00", 8);
     std::string request;

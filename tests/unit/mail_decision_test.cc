@@ -17,7 +17,7 @@ BackendOutcome Reply(std::string body, int http_status = 200) {
   return o;
 }
 
-BackendOutcome Failed(fcgi::Status s) {
+BackendOutcome Failed(base::Status s) {
   BackendOutcome o;
   o.transport = std::move(s);
   return o;
@@ -44,11 +44,11 @@ constexpr Stage kStages[] = {Stage::kValidate, Stage::kSave};
 
 TEST(DecideTest, TransportFailureTempfailsBothStagesAndNamesTheError) {
   for (Stage stage : kStages) {
-    for (const fcgi::Status& s :
-         {fcgi::Status::Timeout("reading reply from unix:/run/php.sock"),
-          fcgi::Status::ConnectFailed("connect unix:/run/php.sock: No such file or directory"),
-          fcgi::Status::IoError("peer closed"), fcgi::Status::ProtocolError("bad record"),
-          fcgi::Status::Unavailable("pool exhausted")}) {
+    for (const base::Status& s :
+         {base::Status::Timeout("reading reply from unix:/run/php.sock"),
+          base::Status::ConnectFailed("connect unix:/run/php.sock: No such file or directory"),
+          base::Status::IoError("peer closed"), base::Status::ProtocolError("bad record"),
+          base::Status::Unavailable("pool exhausted")}) {
       SCOPED_TRACE(std::string(StageName(stage)) + " " + s.ToString());
       const Verdict v = Decide(stage, Failed(s));
       ExpectBackendTempfail(v);
@@ -59,7 +59,7 @@ TEST(DecideTest, TransportFailureTempfailsBothStagesAndNamesTheError) {
 
 TEST(DecideTest, TransportFailureWinsOverAnyBody) {
   BackendOutcome o = Reply("SAVED");
-  o.transport = fcgi::Status::Timeout("x");
+  o.transport = base::Status::Timeout("x");
   ExpectBackendTempfail(Decide(Stage::kSave, o));
   o.body = "PASS";
   ExpectBackendTempfail(Decide(Stage::kValidate, o));

@@ -189,7 +189,7 @@ TEST(JsonReply, UnknownKeysAndInvalidJsonAreBackendFailuresNamingTheProblem) {
 
 TEST(FailurePolicy, AcceptPolicyAcceptsOnBackendFailureButNotOnScriptRefusal) {
   BackendOutcome down;
-  down.transport = fcgi::Status::ConnectFailed("no php-fpm");
+  down.transport = base::Status::ConnectFailed("no php-fpm");
   Verdict v = Decide(Stage::kValidate, down, FailurePolicy::kAccept);
   EXPECT_EQ(v.action, Action::kAccept);
   EXPECT_TRUE(v.backend_failure);

@@ -48,7 +48,7 @@ struct Collector {
     return [this](std::string_view piece) {
       encoded.append(piece);
       piece_sizes.push_back(piece.size());
-      return fcgi::Status::Ok();
+      return base::Status::Ok();
     };
   }
   std::string Raw() const {
@@ -79,65 +79,65 @@ TEST(RawMessageEncoderTest, HeaderWithoutLeadingSpaceFlagGetsColonSpace) {
 TEST(RawMessageEncoderTest, FoldedHeaderWithBareLfUsesChosenEnding) {
   Collector lf;
   RawMessageEncoder enc_lf(LineEnding::kLf, lf.Sink());
-  enc_lf.AddHeader("Received", " from a\n\tby b\r\n (c)", true);
-  enc_lf.Finish();
+  EXPECT_TRUE(enc_lf.AddHeader("Received", " from a\n\tby b\r\n (c)", true).ok());
+  EXPECT_TRUE(enc_lf.Finish().ok());
   EXPECT_EQ(lf.Raw(), "Received: from a\n\tby b\n (c)\n\n");
 
   Collector crlf;
   RawMessageEncoder enc_crlf(LineEnding::kCrlf, crlf.Sink());
-  enc_crlf.AddHeader("Received", " from a\n\tby b\r\n (c)", true);
-  enc_crlf.Finish();
+  EXPECT_TRUE(enc_crlf.AddHeader("Received", " from a\n\tby b\r\n (c)", true).ok());
+  EXPECT_TRUE(enc_crlf.Finish().ok());
   EXPECT_EQ(crlf.Raw(), "Received: from a\r\n\tby b\r\n (c)\r\n\r\n");
 }
 
 TEST(RawMessageEncoderTest, LfModeTurnsCrlfIntoLfAndKeepsLoneCr) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.EndHeaders();
-  enc.AddBody("line1\r\nlone\rcr\r\r\nbare\nend");
-  enc.Finish();
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_TRUE(enc.AddBody("line1\r\nlone\rcr\r\r\nbare\nend").ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "\nline1\nlone\rcr\r\nbare\nend");
 }
 
 TEST(RawMessageEncoderTest, LfModeJoinsCrlfSplitAcrossChunks) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.EndHeaders();
-  enc.AddBody("a\r");
-  enc.AddBody("\nb\r");
-  enc.AddBody("");
-  enc.AddBody("\r");  // the first CR was lone
-  enc.AddBody("\n\r");
-  enc.Finish();  // a CR at the very end is content
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_TRUE(enc.AddBody("a\r").ok());
+  EXPECT_TRUE(enc.AddBody("\nb\r").ok());
+  EXPECT_TRUE(enc.AddBody("").ok());
+  EXPECT_TRUE(enc.AddBody("\r").ok());  // the first CR was lone
+  EXPECT_TRUE(enc.AddBody("\n\r").ok());
+  EXPECT_TRUE(enc.Finish().ok());  // a CR at the very end is content
   EXPECT_EQ(c.Raw(), "\na\nb\r\n\r");
 }
 
 TEST(RawMessageEncoderTest, CrlfModeTurnsBareLfIntoCrlfAndKeepsCrlf) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kCrlf, c.Sink());
-  enc.AddHeader("A", " b", true);
-  enc.EndHeaders();
-  enc.AddBody("x\r\ny\nz\rw\n\n");
-  enc.Finish();
+  EXPECT_TRUE(enc.AddHeader("A", " b", true).ok());
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_TRUE(enc.AddBody("x\r\ny\nz\rw\n\n").ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "A: b\r\n\r\nx\r\ny\r\nz\rw\r\n\r\n");
 }
 
 TEST(RawMessageEncoderTest, CrlfModeDoesNotDoubleCrSplitAcrossChunks) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kCrlf, c.Sink());
-  enc.EndHeaders();
-  enc.AddBody("a\r");
-  enc.AddBody("\nb");
-  enc.AddBody("\n");
-  enc.Finish();
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_TRUE(enc.AddBody("a\r").ok());
+  EXPECT_TRUE(enc.AddBody("\nb").ok());
+  EXPECT_TRUE(enc.AddBody("\n").ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "\r\na\r\nb\r\n");
 }
 
 TEST(RawMessageEncoderTest, EmptyBodyEndsWithTheSeparatorLine) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.AddHeader("Subject", " hi", true);
-  enc.EndHeaders();
+  EXPECT_TRUE(enc.AddHeader("Subject", " hi", true).ok());
+  EXPECT_TRUE(enc.EndHeaders().ok());
   ASSERT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "Subject: hi\n\n");
   EXPECT_EQ(enc.raw_size(), 13u);
@@ -146,48 +146,48 @@ TEST(RawMessageEncoderTest, EmptyBodyEndsWithTheSeparatorLine) {
 TEST(RawMessageEncoderTest, MessageWithoutHeadersStartsWithEmptyLine) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.EndHeaders();
-  enc.AddBody("body\r\n");
-  enc.Finish();
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_TRUE(enc.AddBody("body\r\n").ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "\nbody\n");
 }
 
 TEST(RawMessageEncoderTest, BodyWithoutEndHeadersImpliesSeparator) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.AddHeader("A", " b", true);
-  enc.AddBody("x\r\n");
-  enc.Finish();
+  EXPECT_TRUE(enc.AddHeader("A", " b", true).ok());
+  EXPECT_TRUE(enc.AddBody("x\r\n").ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.Raw(), "A: b\n\nx\n");
 }
 
 TEST(RawMessageEncoderTest, HeaderAfterEndHeadersIsRejected) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.EndHeaders();
-  EXPECT_EQ(enc.AddHeader("Late", " x", true).code(), fcgi::Status::Code::kInvalidArgument);
-  enc.Finish();
-  EXPECT_EQ(enc.AddBody("x").code(), fcgi::Status::Code::kInvalidArgument);
+  EXPECT_TRUE(enc.EndHeaders().ok());
+  EXPECT_EQ(enc.AddHeader("Late", " x", true).code(), base::Status::Code::kInvalidArgument);
+  EXPECT_TRUE(enc.Finish().ok());
+  EXPECT_EQ(enc.AddBody("x").code(), base::Status::Code::kInvalidArgument);
   EXPECT_EQ(c.Raw(), "\n");
 }
 
 TEST(RawMessageEncoderTest, OutputIsPercentEncodedForTheForm) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.AddHeader("Subject", " a&b=c+d 100%", true);
-  enc.Finish();
+  EXPECT_TRUE(enc.AddHeader("Subject", " a&b=c+d 100%", true).ok());
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.encoded, "Subject%3A%20a%26b%3Dc%2Bd%20100%25%0A%0A");
 }
 
 TEST(RawMessageEncoderTest, NothingReachesSinkBeforeFinishForSmallMessage) {
   Collector c;
   RawMessageEncoder enc(LineEnding::kLf, c.Sink());
-  enc.AddHeader("A", " b", true);
-  enc.AddBody("small\r\n");
+  EXPECT_TRUE(enc.AddHeader("A", " b", true).ok());
+  EXPECT_TRUE(enc.AddBody("small\r\n").ok());
   EXPECT_TRUE(c.piece_sizes.empty());
-  enc.Finish();
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.piece_sizes.size(), 1u);
-  enc.Finish();
+  EXPECT_TRUE(enc.Finish().ok());
   EXPECT_EQ(c.piece_sizes.size(), 1u) << "Finish must be idempotent";
 }
 
@@ -195,14 +195,14 @@ TEST(RawMessageEncoderTest, SinkFailureIsStickyAndStopsOutput) {
   int calls = 0;
   RawMessageEncoder enc(LineEnding::kLf, [&calls](std::string_view) {
     ++calls;
-    return fcgi::Status::IoError("backend went away");
+    return base::Status::IoError("backend went away");
   });
-  enc.EndHeaders();
+  EXPECT_TRUE(enc.EndHeaders().ok());
   const std::string chunk(64 * 1024, '\xff');
-  fcgi::Status s = enc.AddBody(chunk);
-  EXPECT_EQ(s.code(), fcgi::Status::Code::kIoError);
-  EXPECT_EQ(enc.AddBody(chunk).code(), fcgi::Status::Code::kIoError);
-  EXPECT_EQ(enc.Finish().code(), fcgi::Status::Code::kIoError);
+  base::Status s = enc.AddBody(chunk);
+  EXPECT_EQ(s.code(), base::Status::Code::kIoError);
+  EXPECT_EQ(enc.AddBody(chunk).code(), base::Status::Code::kIoError);
+  EXPECT_EQ(enc.Finish().code(), base::Status::Code::kIoError);
   EXPECT_EQ(calls, 1);
 }
 
@@ -289,14 +289,14 @@ TEST(RawMessageEncoderRawModeTest, RawOutputIsTheDecodedFormBodyAndTheDigestCove
         ending,
         [&](std::string_view p) {
           form.append(p);
-          return fcgi::Status::Ok();
+          return base::Status::Ok();
         },
         BodyEncoding::kForm);
     RawMessageEncoder r(
         ending,
         [&](std::string_view p) {
           raw.append(p);
-          return fcgi::Status::Ok();
+          return base::Status::Ok();
         },
         BodyEncoding::kRaw);
     const std::string big(200000, '\xE9');

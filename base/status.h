@@ -1,13 +1,14 @@
 // Status: the result of a fallible call, in the leveldb habit: ok, or a kind and a readable
-// message. Thread-safety: a value type; copies are independent.
+// message. [[nodiscard]]: a Status dropped on the floor is a failure nobody hears of; write
+// (void) where ignoring one is really meant. Thread-safety: a value type; copies are independent.
 #pragma once
 
 #include <string>
 #include <utility>
 
-namespace fcgi {
+namespace base {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk,
@@ -47,4 +48,4 @@ class Status {
   std::string message_;
 };
 
-}  // namespace fcgi
+}  // namespace base

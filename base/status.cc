@@ -1,8 +1,8 @@
-#include "fcgi/status.h"
+#include "base/status.h"
 
 #include <cstring>
 
-namespace fcgi {
+namespace base {
 
 Status Status::FromErrno(Code code, const std::string& what, int err) {
   return Status(code, what + ": " + std::strerror(err));
@@ -27,4 +27,4 @@ std::string Status::ToString() const {
   return std::string(CodeName(code_)) + ": " + message_;
 }
 
-}  // namespace fcgi
+}  // namespace base
