@@ -286,3 +286,55 @@ TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
 }
 
 }  // namespace
+
+namespace {
+
+// The daemon starts as root and hands its unix socket to the service user and the MTA's group,
+// in a directory the service user owns. An attacker with that user's rights who swaps the socket
+// for a symlink between bind() and the ownership change must not make root change another file.
+// tests/preload/socket_race.cc plays that attacker, deterministically, at the daemon's first
+// open(O_PATH)/chown/chmod of the socket path.
+TEST(MilterSocketRaceE2eTest, ASocketSwappedForASymlinkIsRefusedAndTheTargetUntouched) {
+  testing_support::TempDir tmp;
+  PhpFpm php;
+  const std::string save = php.AddScript("save.php", "<?php echo \"SAVED\\n\";");
+  ASSERT_TRUE(php.Start());
+  const std::string sock_dir = tmp.Mkdir("sock", 0755);
+  ASSERT_EQ(chown(sock_dir.c_str(), 65534, 65534), 0);  // the service user's directory
+  const std::string victim = tmp.Write("victim", "root's file\n");
+  ASSERT_EQ(chmod(victim.c_str(), 0600), 0);
+  json config = testing_support::BaseDaemonConfig(php, "", save, tmp.Mkdir("spool", 0777));
+  config["milter_socket"] = "unix:" + sock_dir + "/fcgi-milter.sock";
+  config["milter_socket_mode"] = "0660";
+  config["milter_socket_group"] = "postfix";
+  config["user"] = "nobody";
+  config["group"] = "nogroup";
+
+  ::setenv("LD_PRELOAD", FCGI_MILTER_SOCKET_RACE_PRELOAD, 1);
+  ::setenv("FCGI_RACE_PATH", (sock_dir + "/fcgi-milter.sock").c_str(), 1);
+  ::setenv("FCGI_RACE_TARGET", victim.c_str(), 1);
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::string saved_asan = asan != nullptr ? asan : "";
+  // Under ASan the preload comes before ASan's runtime; allow it for this one child.
+  ::setenv("ASAN_OPTIONS",
+           (saved_asan + (saved_asan.empty() ? "" : ":") + "verify_asan_link_order=0").c_str(), 1);
+  MilterDaemon daemon(config);
+  const auto started = daemon.Start({}, std::chrono::seconds(5));
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("FCGI_RACE_PATH");
+  ::unsetenv("FCGI_RACE_TARGET");
+  if (saved_asan.empty()) {
+    ::unsetenv("ASAN_OPTIONS");
+  } else {
+    ::setenv("ASAN_OPTIONS", saved_asan.c_str(), 1);
+  }
+
+  EXPECT_FALSE(started) << "the daemon accepted a socket that was swapped under it";
+  struct stat st {};
+  ASSERT_EQ(lstat(victim.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u) << "root changed the owner of the symlink's target";
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << "root changed the mode of the symlink's target";
+  EXPECT_NE(daemon.log().find("was replaced"), std::string::npos) << daemon.log();
+}
+
+}  // namespace
