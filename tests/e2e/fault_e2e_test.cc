@@ -143,6 +143,81 @@ class FaultE2eTest : public ::testing::Test {
     return php_->Start();
   }
 
+  // The daemon on Config("save.php"), a receiving Postfix in front of it, and a sending Postfix
+  // that relays everything to the receiver and retries deferred mail every 1-2 s.
+  void StartRelay() {
+    daemon_ = std::make_unique<MilterDaemon>(Config("save.php"));
+    ASSERT_TRUE(daemon_->Start());
+    base_["milter_socket"] = daemon_->milter_socket();  // or a reload logs a restart-only change
+    Postfix::Options ro;
+    ro.milters = daemon_->postfix_milters();
+    receiver_ = std::make_unique<Postfix>(ro);
+    ASSERT_TRUE(receiver_->Start());
+    Postfix::Options so;
+    so.extra_main_cf = {"myhostname = sender.example.test",
+                        "relayhost = [127.0.0.1]:" + std::to_string(receiver_->port()),
+                        "default_transport = smtp",
+                        "relay_transport = smtp",
+                        "minimal_backoff_time = 1s",
+                        "maximal_backoff_time = 2s",
+                        "queue_run_delay = 1s",
+                        "smtp_connect_timeout = 5s",
+                        "smtp_tls_security_level = none",
+                        "default_destination_concurrency_limit = 10"};
+    sender_ = std::make_unique<Postfix>(so);
+    ASSERT_TRUE(sender_->Start());
+  }
+
+  // Threads that hand messages 0..total-1 (Message(seq)) to the sending Postfix from `sessions`
+  // SMTP sessions, paced evenly over `window`; they give up a minute after it.
+  std::vector<std::thread> Inject(int total, int sessions, std::chrono::milliseconds window,
+                                  std::atomic<int>* injected, std::atomic<int>* errors) {
+    std::vector<std::thread> threads;
+    const auto start = std::chrono::steady_clock::now();
+    for (int t = 0; t < sessions; ++t) {
+      threads.emplace_back([=, this] {
+        SmtpClient smtp(10s);
+        bool up = false;
+        for (int seq = t; seq < total; seq += sessions) {
+          std::this_thread::sleep_until(start + window * seq / total);
+          if (std::chrono::steady_clock::now() > start + window + 60s) break;  // give up
+          for (int attempt = 0; attempt < 3; ++attempt) {
+            if (!up) {
+              up = smtp.Connect(sender_->port()).code == 220 &&
+                   smtp.Command("EHLO injector.test").code == 250;
+              if (!up) continue;
+            }
+            if (smtp.Command("MAIL FROM:<sender@client.test>").code == 250 &&
+                smtp.Command("RCPT TO:<user@example.test>").code == 250 &&
+                smtp.SendData(Message(seq)).code == 250) {
+              (*injected)++;
+              break;
+            }
+            (*errors)++;
+            smtp.Close();
+            up = false;
+          }
+        }
+        if (up) smtp.Quit();
+      });
+    }
+    return threads;
+  }
+
+  // Waits for both queues to empty. A message deferred while its delivery agent still held the
+  // queue file is put back into the sender's incoming queue ("skipped, still being delivered"),
+  // which qmgr scans only when new mail arrives; with no traffic left, `postqueue -f` every few
+  // seconds stands in for it.
+  void Drain(std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!sender_->QueueIsEmpty() && std::chrono::steady_clock::now() < deadline) {
+      testing_support::RunCommand({"/usr/sbin/postqueue", "-c", sender_->config_dir(), "-f"});
+      for (int i = 0; i < 30 && !sender_->QueueIsEmpty(); ++i) std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_TRUE(sender_->WaitForQueueEmpty(std::chrono::seconds(1))) << Logs();
+    EXPECT_TRUE(receiver_->WaitForQueueEmpty(std::chrono::seconds(30))) << Logs();
+  }
+
   std::string Logs() const {
     return "\n--- daemon ---\n" + testing_support::Tail(daemon_->log()) +
            "\n--- receiving postfix ---\n" + testing_support::Tail(receiver_->maillog()) +
@@ -187,65 +262,13 @@ TEST_F(FaultE2eTest, RelayedMailIsSavedThroughEveryBackendFaultWithoutLossOrBoun
            {"max_reply_size", 65536},
            {"shutdown_timeout", 5},
            {"log_level", "info"}};
-  daemon_ = std::make_unique<MilterDaemon>(Config("save.php"));
-  ASSERT_TRUE(daemon_->Start());
-  base_["milter_socket"] = daemon_->milter_socket();  // or every reload logs a restart-only change
-
-  Postfix::Options ro;
-  ro.milters = daemon_->postfix_milters();
-  receiver_ = std::make_unique<Postfix>(ro);
-  ASSERT_TRUE(receiver_->Start());
-
-  Postfix::Options so;
-  so.milters = "";
-  so.extra_main_cf = {"myhostname = sender.example.test",
-                      "relayhost = [127.0.0.1]:" + std::to_string(receiver_->port()),
-                      "default_transport = smtp",
-                      "relay_transport = smtp",
-                      "minimal_backoff_time = 1s",
-                      "maximal_backoff_time = 2s",
-                      "queue_run_delay = 1s",
-                      "smtp_connect_timeout = 5s",
-                      "smtp_tls_security_level = none",
-                      "default_destination_concurrency_limit = 10"};
-  sender_ = std::make_unique<Postfix>(so);
-  ASSERT_TRUE(sender_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartRelay());
 
   // Inject all messages into the sending Postfix from 4 sessions.
   std::atomic<int> injected{0};
   std::atomic<int> inject_errors{0};
-  std::vector<std::thread> injectors;
-  constexpr int kInjectors = 4;
   // Paced so that mail flows during every fault below (they take about 45 s).
-  const auto window = std::chrono::milliseconds(48000);
-  const auto inject_start = std::chrono::steady_clock::now();
-  for (int t = 0; t < kInjectors; ++t) {
-    injectors.emplace_back([&, t] {
-      SmtpClient smtp(10s);
-      bool up = false;
-      for (int seq = t; seq < total; seq += kInjectors) {
-        std::this_thread::sleep_until(inject_start + window * seq / total);
-        if (std::chrono::steady_clock::now() > inject_start + window + 60s) break;  // give up
-        for (int attempt = 0; attempt < 3; ++attempt) {
-          if (!up) {
-            up = smtp.Connect(sender_->port()).code == 220 &&
-                 smtp.Command("EHLO injector.test").code == 250;
-            if (!up) continue;
-          }
-          if (smtp.Command("MAIL FROM:<sender@client.test>").code == 250 &&
-              smtp.Command("RCPT TO:<user@example.test>").code == 250 &&
-              smtp.SendData(Message(seq)).code == 250) {
-            injected++;
-            break;
-          }
-          inject_errors++;
-          smtp.Close();
-          up = false;
-        }
-      }
-      if (up) smtp.Quit();
-    });
-  }
+  std::vector<std::thread> injectors = Inject(total, 4, 48s, &injected, &inject_errors);
 
   // The faults, one after the other, each for a while, with normal service in between.
   // Progress goes to stderr (unbuffered) so that a run cut short by a timeout shows where it was.
@@ -326,18 +349,7 @@ TEST_F(FaultE2eTest, RelayedMailIsSavedThroughEveryBackendFaultWithoutLossOrBoun
   ASSERT_EQ(injected.load(), total) << "injection errors: " << inject_errors << Logs();
 
   // Everything must drain: into the receiver (deferred mail is retried every 1-2 s) and out of it.
-  // A message deferred while its delivery agent still held the queue file is put back into the
-  // sender's incoming queue ("skipped, still being delivered"), which qmgr scans only when new
-  // mail arrives; with no traffic left, `postqueue -f` every few seconds stands in for it.
-  const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (!sender_->QueueIsEmpty() && std::chrono::steady_clock::now() < drain_deadline) {
-    testing_support::RunCommand({"/usr/sbin/postqueue", "-c", sender_->config_dir(), "-f"});
-    for (int i = 0; i < 30 && !sender_->QueueIsEmpty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  EXPECT_TRUE(sender_->WaitForQueueEmpty(std::chrono::seconds(1))) << Logs();
-  EXPECT_TRUE(receiver_->WaitForQueueEmpty(std::chrono::seconds(30))) << Logs();
+  Drain(180s);
   const auto drained = std::chrono::steady_clock::now();
 
   // Tally the saves.
@@ -526,58 +538,10 @@ file_put_contents(getenv('DUMP_DIR') . '/hits.log', basename(__FILE__) . "\n", F
            {"save_mode", "raw"},
            {"shutdown_timeout", 5},
            {"log_level", "info"}};
-  daemon_ = std::make_unique<MilterDaemon>(Config("save.php"));
-  ASSERT_TRUE(daemon_->Start());
-  base_["milter_socket"] = daemon_->milter_socket();
-
-  Postfix::Options ro;
-  ro.milters = daemon_->postfix_milters();
-  receiver_ = std::make_unique<Postfix>(ro);
-  ASSERT_TRUE(receiver_->Start());
-  Postfix::Options so;
-  so.extra_main_cf = {"myhostname = sender.example.test",
-                      "relayhost = [127.0.0.1]:" + std::to_string(receiver_->port()),
-                      "default_transport = smtp",
-                      "relay_transport = smtp",
-                      "minimal_backoff_time = 1s",
-                      "maximal_backoff_time = 2s",
-                      "queue_run_delay = 1s",
-                      "smtp_connect_timeout = 5s",
-                      "smtp_tls_security_level = none",
-                      "default_destination_concurrency_limit = 10"};
-  sender_ = std::make_unique<Postfix>(so);
-  ASSERT_TRUE(sender_->Start());
-
+  ASSERT_NO_FATAL_FAILURE(StartRelay());
   std::atomic<int> injected{0};
-  std::vector<std::thread> injectors;
-  constexpr int kInjectors = 3;
-  const auto window = std::chrono::milliseconds(20000);
-  const auto inject_start = std::chrono::steady_clock::now();
-  for (int t = 0; t < kInjectors; ++t) {
-    injectors.emplace_back([&, t] {
-      SmtpClient smtp(10s);
-      bool up = false;
-      for (int seq = t; seq < total; seq += kInjectors) {
-        std::this_thread::sleep_until(inject_start + window * seq / total);
-        for (int attempt = 0; attempt < 3; ++attempt) {
-          if (!up) {
-            up = smtp.Connect(sender_->port()).code == 220 &&
-                 smtp.Command("EHLO injector.test").code == 250;
-            if (!up) continue;
-          }
-          if (smtp.Command("MAIL FROM:<sender@client.test>").code == 250 &&
-              smtp.Command("RCPT TO:<user@example.test>").code == 250 &&
-              smtp.SendData(Message(seq)).code == 250) {
-            injected++;
-            break;
-          }
-          smtp.Close();
-          up = false;
-        }
-      }
-      if (up) smtp.Quit();
-    });
-  }
+  std::atomic<int> inject_errors{0};
+  std::vector<std::thread> injectors = Inject(total, 3, 20s, &injected, &inject_errors);
 
   std::this_thread::sleep_for(2s);
   ASSERT_TRUE(Reload(Config("late.php"))) << Logs();
@@ -615,13 +579,7 @@ file_put_contents(getenv('DUMP_DIR') . '/hits.log', basename(__FILE__) . "\n", F
   for (auto& t : injectors) t.join();
   ASSERT_EQ(injected.load(), total) << Logs();
 
-  const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!sender_->QueueIsEmpty() && std::chrono::steady_clock::now() < drain_deadline) {
-    testing_support::RunCommand({"/usr/sbin/postqueue", "-c", sender_->config_dir(), "-f"});
-    for (int i = 0; i < 30 && !sender_->QueueIsEmpty(); ++i) std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_TRUE(sender_->WaitForQueueEmpty(std::chrono::seconds(1))) << Logs();
-  EXPECT_TRUE(receiver_->WaitForQueueEmpty(std::chrono::seconds(30))) << Logs();
+  Drain(120s);
 
   // Count the stored copies of each message by its X-Seq header.
   std::map<int, int> copies;

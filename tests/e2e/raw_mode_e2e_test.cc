@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/mail_lab.h"
 #include "tests/support/milter_daemon.h"
 #include "tests/support/php_fpm.h"
 #include "tests/support/postfix.h"
@@ -29,36 +30,23 @@ using testing_support::SendMail;
 
 class RawModeE2eTest : public ::testing::Test {
  protected:
-  void StartAll(json extra_config = {}, std::vector<std::string> extra_main_cf = {}) {
-    php_ = std::make_unique<PhpFpm>();  // Debian's php.ini: post_max_size 8M, memory_limit 128M
-    const std::string save = php_->AddScript("save.php", testing_support::kRecordingRawSaveScript);
-    ASSERT_TRUE(php_->Start());
-    json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
-    config["save_mode"] = "raw";
-    for (auto& [k, v] : extra_config.items()) config[k] = v;
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
-    Postfix::Options po;
-    po.milters = daemon_->postfix_milters();
-    po.extra_main_cf = std::move(extra_main_cf);
-    postfix_ = std::make_unique<Postfix>(po);
-    ASSERT_TRUE(postfix_->Start());
+  void StartAll(json extra_config = json::object(), std::vector<std::string> extra_main_cf = {}) {
+    testing_support::MailLab::Options o;  // Debian's php.ini: post_max_size 8M, memory_limit 128M
+    o.save = testing_support::kRecordingRawSaveScript;
+    o.daemon = {{"save_mode", "raw"}};
+    for (auto& [k, v] : extra_config.items()) o.daemon[k] = v;
+    o.main_cf = std::move(extra_main_cf);
+    ASSERT_TRUE(lab_.Start(std::move(o)));
+    postfix_ = &lab_.postfix();
+    daemon_ = &lab_.daemon();
   }
 
-  std::string Diagnostics() const {
-    return "\n--- daemon log ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- postfix log ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "") +
-           "\n--- php-fpm log ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
-  }
+  std::string Diagnostics() const { return lab_.Diagnostics(); }
+  std::vector<testing_support::SavedMessage> Saved() const { return lab_.Saved(); }
 
-  std::vector<testing_support::SavedMessage> Saved() const {
-    return testing_support::ReadSavedMessages(php_->data_dir());
-  }
-
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
-  std::unique_ptr<Postfix> postfix_;
+  testing_support::MailLab lab_;
+  Postfix* postfix_ = nullptr;
+  MilterDaemon* daemon_ = nullptr;
 };
 
 TEST_F(RawModeE2eTest, MessageIsTheRequestBodyAndTheEnvelopeIsInGet) {
@@ -123,12 +111,7 @@ TEST_F(RawModeE2eTest, IdempotencyKeyIsStableAcrossRetriesAndDiffersOtherwise) {
 TEST_F(RawModeE2eTest, FiftyMebibyteMessageArrivesByteExactWithStockPhpSettings) {
   StartAll({{"spool_threshold", 1048576}, {"save_timeout", 120}},
            {"message_size_limit = 60000000"});
-  std::string message =
-      testing_support::MakeMessage("sender@client.test", "big@example.test", "fifty mebibytes", "");
-  std::string line;
-  for (int c = 0; c < 76; ++c) line.push_back(static_cast<char>('!' + (c * 7) % 90));
-  line += "\n";
-  while (message.size() < 50u * 1024 * 1024) message += line;
+  const std::string message = testing_support::LargeMessage("fifty mebibytes", 50u << 20);
   auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message,
                     "client.example.test", std::chrono::seconds(180));
   ASSERT_TRUE(r.accepted()) << r << Diagnostics();
@@ -149,25 +132,21 @@ namespace {
 // stored once per idempotency key, however often and however concurrently it is delivered.
 class ExampleSaveE2eTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void StartAll(json extra_config = {}, std::vector<std::string> extra_main_cf = {}) {
-    PhpFpm::Options o;
-    maildir_ = tmp_.Mkdir("Maildir", 0777);
-    o.env["FCGI_MILTER_MAILDIR"] = maildir_;
-    o.request_terminate_timeout_seconds = 300;
-    php_ = std::make_unique<PhpFpm>(o);
-    const std::string save =
-        php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/save.php");
-    ASSERT_TRUE(php_->Start());
-    json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
-    config["save_mode"] = GetParam();
-    for (auto& [k, v] : extra_config.items()) config[k] = v;
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
-    Postfix::Options po;
-    po.milters = daemon_->postfix_milters();
-    po.extra_main_cf = std::move(extra_main_cf);
-    postfix_ = std::make_unique<Postfix>(po);
-    ASSERT_TRUE(postfix_->Start());
+  // The example at `example` (relative to the source tree) as the save script, in GetParam()'s
+  // save_mode, storing into maildir_.
+  void StartAll(json extra_config = json::object(), std::vector<std::string> extra_main_cf = {},
+                const std::string& example = "examples/save.php") {
+    testing_support::MailLab::Options o;
+    maildir_ = lab_.tmp().Mkdir("Maildir", 0777);
+    o.php.env["FCGI_MILTER_MAILDIR"] = maildir_;
+    o.php.request_terminate_timeout_seconds = 300;
+    o.save = std::string(FCGI_MILTER_SOURCE_DIR) + "/" + example;
+    o.daemon = {{"save_mode", GetParam()}};
+    for (auto& [k, v] : extra_config.items()) o.daemon[k] = v;
+    o.main_cf = std::move(extra_main_cf);
+    ASSERT_TRUE(lab_.Start(std::move(o)));
+    postfix_ = &lab_.postfix();
+    php_ = &lab_.php();
   }
 
   std::vector<std::string> Stored() const {
@@ -179,16 +158,12 @@ class ExampleSaveE2eTest : public ::testing::TestWithParam<std::string> {
     return files;
   }
 
-  std::string Diagnostics() const {
-    return "\n--- daemon log ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- php-fpm log ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
-  }
+  std::string Diagnostics() const { return lab_.Diagnostics(); }
 
-  testing_support::TempDir tmp_;
+  testing_support::MailLab lab_;
   std::string maildir_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
-  std::unique_ptr<Postfix> postfix_;
+  Postfix* postfix_ = nullptr;
+  PhpFpm* php_ = nullptr;
 };
 
 TEST_P(ExampleSaveE2eTest, ARetriedMessageIsStoredOnceAndAnsweredSavedEachTime) {
@@ -238,17 +213,7 @@ TEST_P(ExampleSaveE2eTest, ConcurrentDeliveriesOfOneMessageStoreOneFile) {
 // "later" (the sender keeps the message) instead of losing it.
 TEST_P(ExampleSaveE2eTest, FiftyMebibyteMessageIsStoredInRawModeAndKeptBySenderInFormMode) {
   StartAll({{"save_timeout", 120}}, {"message_size_limit = 60000000"});
-  std::string message =
-      testing_support::MakeMessage("sender@client.test", "big@example.test", "fifty", "");
-  uint32_t x = 11;
-  while (message.size() < 50u * 1024 * 1024) {
-    std::string line;
-    for (int i = 0; i < 76; ++i) {
-      x = x * 1103515245 + 12345;
-      line.push_back(static_cast<char>('!' + (x >> 16) % 94));
-    }
-    message += line + "\n";
-  }
+  const std::string message = testing_support::LargeMessage("fifty", 50u << 20);
   auto r = SendMail(postfix_->port(), "sender@client.test", {"big@example.test"}, message,
                     "client.example.test", std::chrono::seconds(180));
   if (GetParam() == "form") {
@@ -274,21 +239,7 @@ namespace {
 
 // examples/json/save.php: one Maildir per recipient, each storing a retried message once.
 TEST_P(ExampleSaveE2eTest, TheJsonExampleStoresARetryOncePerMailbox) {
-  maildir_ = tmp_.Mkdir("Maildir", 0777);
-  PhpFpm::Options o;
-  o.env["FCGI_MILTER_MAILDIR"] = maildir_;
-  php_ = std::make_unique<PhpFpm>(o);
-  const std::string save =
-      php_->CopyScript(std::string(FCGI_MILTER_SOURCE_DIR) + "/examples/json/save.php");
-  ASSERT_TRUE(php_->Start());
-  json config = testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0700));
-  config["save_mode"] = GetParam();
-  daemon_ = std::make_unique<MilterDaemon>(config);
-  ASSERT_TRUE(daemon_->Start());
-  Postfix::Options po;
-  po.milters = daemon_->postfix_milters();
-  postfix_ = std::make_unique<Postfix>(po);
-  ASSERT_TRUE(postfix_->Start());
+  StartAll(json::object(), {}, "examples/json/save.php");
 
   const std::string message = testing_support::MakeMessage("sender@client.test", "u@example.test",
                                                            "json once", "one copy per mailbox\n");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/mail_lab.h"
 #include "tests/support/milter_daemon.h"
 #include "tests/support/php_fpm.h"
 #include "tests/support/postfix.h"
@@ -53,39 +54,28 @@ echo "PASS\n";
 class TemporaryE2eTest : public ::testing::Test {
  protected:
   void StartAll(const std::string& validate_source, const std::string& save_source,
-                json extra_config = {}, PhpFpm::Options php_options = {},
+                json extra_config = json::object(), PhpFpm::Options php_options = {},
                 std::vector<std::string> extra_main_cf = {}) {
-    php_ = std::make_unique<PhpFpm>(php_options);
-    const std::string validate =
-        validate_source.empty() ? "" : php_->AddScript("validate.php", validate_source);
-    const std::string save = php_->AddScript("save.php", save_source);
-    ASSERT_TRUE(php_->Start());
-    json config =
-        testing_support::BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700));
-    for (auto& [k, v] : extra_config.items()) config[k] = v;
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
-    Postfix::Options po;
-    po.milters = daemon_->postfix_milters();
-    po.extra_main_cf = std::move(extra_main_cf);
-    postfix_ = std::make_unique<Postfix>(po);
-    ASSERT_TRUE(postfix_->Start());
+    testing_support::MailLab::Options o;
+    o.php = std::move(php_options);
+    o.validate = validate_source;
+    o.save = save_source;
+    o.daemon = std::move(extra_config);
+    o.main_cf = std::move(extra_main_cf);
+    lab_ = std::make_unique<testing_support::MailLab>();
+    ASSERT_TRUE(lab_->Start(std::move(o)));
+    postfix_ = &lab_->postfix();
+    daemon_ = &lab_->daemon();
+    php_ = &lab_->php();
   }
 
-  std::string Diagnostics() const {
-    return "\n--- daemon log ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- postfix log ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "") +
-           "\n--- php-fpm log ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
-  }
+  std::string Diagnostics() const { return lab_->Diagnostics(); }
+  std::vector<testing_support::SavedMessage> Saved() const { return lab_->Saved(); }
 
-  std::vector<testing_support::SavedMessage> Saved() const {
-    return testing_support::ReadSavedMessages(php_->data_dir());
-  }
-
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
-  std::unique_ptr<Postfix> postfix_;
+  std::unique_ptr<testing_support::MailLab> lab_;
+  Postfix* postfix_ = nullptr;
+  MilterDaemon* daemon_ = nullptr;
+  PhpFpm* php_ = nullptr;
 };
 
 TEST_F(TemporaryE2eTest, EveryFormOfTempfailFromValidateIsATemporaryReply) {
@@ -206,7 +196,8 @@ TEST_F(TemporaryE2eTest, FailureAtANoReplyStageIsAnsweredAtEndOfMessageAtOnce) {
   for (const char* stage : {"header", "body"}) {
     SCOPED_TRACE(stage);
     ::setenv("FCGI_MILTER_FAULT_INJECT", stage, 1);
-    const std::string sock_dir = tmp_.Mkdir(std::string("sock-") + stage, 0755);
+    testing_support::TempDir sock_tmp;
+    const std::string sock_dir = sock_tmp.Mkdir(std::string("sock-") + stage, 0755);
     StartAll("", testing_support::kRecordingSaveScript,
              {{"milter_socket", "unix:" + sock_dir + "/fcgi-milter.sock"},
               {"milter_socket_mode", "0666"}},
@@ -222,12 +213,7 @@ TEST_F(TemporaryE2eTest, FailureAtANoReplyStageIsAnsweredAtEndOfMessageAtOnce) {
     EXPECT_TRUE(Saved().empty());
     EXPECT_NE(daemon_->log().find(std::string(stage) + ": internal error"), std::string::npos)
         << daemon_->log();
-    ASSERT_TRUE(postfix_->Stop());
-    postfix_.reset();
-    daemon_->Stop();
-    daemon_.reset();
-    php_->Stop();
-    php_.reset();
+    lab_->Stop();
   }
 }
 
