@@ -442,6 +442,20 @@ const KeySpec kKeys[] = {
   {"save_failure_action", false, [](const Json& v, Config& c) {
     return ReadFailureAction(v, &c.save_failure_action);
   }, [](const Config& c) -> std::string { return FailureActionName(c.save_failure_action); }},
+  {"validate_cache_ttl", false, [](const Json& v, Config& c) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > 86400) {
+      return Expected("a whole number of seconds from 0 (off) to 86400", v);
+    }
+    c.validate_cache_ttl = static_cast<int>(v.get<uint64_t>());
+    return std::string();
+  }, [](const Config& c) -> std::string { return std::to_string(c.validate_cache_ttl); }},
+  {"validate_cache_size", false, [](const Json& v, Config& c) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > 10000000) {
+      return Expected("a whole number of entries from 0 (no cache) to 10000000", v);
+    }
+    c.validate_cache_size = static_cast<size_t>(v.get<uint64_t>());
+    return std::string();
+  }, [](const Config& c) -> std::string { return std::to_string(c.validate_cache_size); }},
   {"validate_skip_authenticated", false, [](const Json& v, Config& c) {
     if (!v.is_boolean()) return Expected("true or false", v);
     c.validate_skip_authenticated = v.get<bool>();

@@ -72,6 +72,11 @@ struct Config {
   // reply) means: "tempfail" (safe default), "accept" or "reject".
   FailureAction validate_failure_action = FailureAction::kTempfail;
   FailureAction save_failure_action = FailureAction::kTempfail;
+  // Validate verdicts (accept/reject, never tempfail) reused per recipient and sender domain:
+  // for this many seconds by default (0: only when a JSON reply sets cache_ttl), at most this
+  // many entries (least recently used first out). A reload empties the cache.
+  int validate_cache_ttl = 0;
+  size_t validate_cache_size = 10000;
   bool validate_skip_authenticated = false;  // SASL-authenticated senders: no validate
   NetworkList validate_skip_networks;        // clients in these networks: no validate
 

@@ -548,6 +548,7 @@ base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   f->save_ = MakeTarget(config.fcgi_script_filename_save);
   f->save_mode_ =
       config.save_mode == config::SaveMode::kRaw ? mail::SaveMode::kRaw : mail::SaveMode::kForm;
+  f->validate_cache_ = std::make_unique<mail::VerdictCache>(config.validate_cache_size);
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
   *out = std::move(f);
@@ -701,10 +702,24 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
   } else if (config_.validate_skip_networks.Contains(envelope.client_ip)) {
     accept.reason = "client " + envelope.client_ip + " in validate_skip_networks: not validated";
   } else {
-    return Run(
+    const std::string key = mail::VerdictCache::Key(recipient, envelope.mail_from);
+    if (std::optional<mail::Verdict> cached = validate_cache_->Find(key)) {
+      metrics::CountValidateCache("hit");
+      cached->reason += " (cached)";
+      if (trace != nullptr) {
+        trace->skipped = true;
+        trace->verdict = *cached;
+      }
+      return *cached;
+    }
+    metrics::CountValidateCache("miss");
+    mail::Verdict v = Run(
         mail::Stage::kValidate, validate_,
         RequestParams(validate_, envelope, "GET", mail::BuildValidateQuery(envelope, recipient), 0),
         nullptr, config_.validate_timeout, nullptr, trace);
+    const int ttl = v.cache_ttl_seconds.value_or(config_.validate_cache_ttl);
+    (void)validate_cache_->Store(key, v, std::chrono::seconds(ttl));
+    return v;
   }
   if (trace != nullptr) {
     trace->skipped = true;

@@ -16,6 +16,7 @@
 #include "fcgi/protocol.h"
 #include "milter/mail/decision.h"
 #include "milter/mail/envelope.h"
+#include "milter/mail/verdict_cache.h"
 
 namespace milter {
 
@@ -92,6 +93,7 @@ class Filter {
   mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
   mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
   mail::SaveMode save_mode_ = mail::SaveMode::kForm;
+  std::unique_ptr<mail::VerdictCache> validate_cache_;  // this filter's: a reload starts empty
 };
 
 }  // namespace milter

@@ -40,6 +40,7 @@ LabelledCounter<3> g_recipients{{"accept", "reject", "tempfail"}};
 LabelledCounter<8> g_backend_errors{
     {"connect", "timeout", "io", "protocol", "too_large", "unavailable", "status", "reply"}};
 std::atomic<uint64_t> g_spills{0};
+LabelledCounter<2> g_validate_cache{{"hit", "miss"}};
 
 constexpr std::array<double, 12> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                              0.1,   0.25,   0.5,   1,    5,     30};
@@ -76,6 +77,9 @@ void CountBackendError(const char* kind) {
 void CountSpill() {
   g_spills++;
 }
+void CountValidateCache(const char* result) {
+  g_validate_cache.Add(result);
+}
 
 void ObserveLatency(const char* stage, double seconds) {
   Histogram& h = g_latency[std::strcmp(stage, "save") == 0 ? 1 : 0];
@@ -94,6 +98,9 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
         g_recipients);
   Write(out, "fcgi_milter_backend_errors_total", "FastCGI failures by kind.", "kind",
         g_backend_errors);
+  Write(out, "fcgi_milter_validate_cache_total",
+        "Validate lookups answered from the cache (hit) or by the script (miss).", "result",
+        g_validate_cache);
   out << "# HELP fcgi_milter_spill_files_total Messages that spilled to a temp file.\n"
       << "# TYPE fcgi_milter_spill_files_total counter\n"
       << "fcgi_milter_spill_files_total " << g_spills.load() << "\n";

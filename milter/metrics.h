@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "fcgi/backend_pool.h"
 #include "base/status.h"
+#include "fcgi/backend_pool.h"
 
 namespace metrics {
 
@@ -17,6 +17,7 @@ void CountRecipient(const char* verdict);  // accept, reject, tempfail
 void CountBackendError(const char* kind);  // connect, timeout, io, protocol, status, reply, ...
 void ObserveLatency(const char* stage, double seconds);  // validate, save
 void CountSpill();
+void CountValidateCache(const char* result);  // hit, miss
 
 // The exposition text; backends supplies the pool gauges (may be empty).
 std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backends);

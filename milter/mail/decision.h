@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ struct Verdict {
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> refused_recipients;  // removed with smfi_delrcpt, others get the mail
   std::string quarantine_reason;                // kQuarantine
+  // JSON validate replies only: how long this accept or reject may be reused for the same
+  // recipient and sender domain ("cache_ttl"); unset: the config's validate_cache_ttl.
+  std::optional<int> cache_ttl_seconds;
 };
 
 // What a backend failure (unreachable, timeout, bad status, empty or unparsable reply) means.

@@ -184,6 +184,13 @@ std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::stri
     static const char* const kCommon[] = {"action", "smtp_code", "enhanced_code", "text"};
     static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
                                             "remove_headers", "reject_recipients"};
+    if (key == "cache_ttl") {
+      if (save) {
+        r.Fail("key 'cache_ttl' is only allowed in a validate reply");
+        return std::nullopt;
+      }
+      continue;
+    }
     bool known = false;
     for (const char* k : kCommon) known = known || key == k;
     bool save_only = false;
@@ -291,6 +298,13 @@ std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::stri
     if (v.action == Verdict::Action::kQuarantine && v.quarantine_reason.empty()) {
       v.quarantine_reason = "quarantined by the save script";
     }
+  }
+  if (auto it = root.find("cache_ttl"); it != root.end()) {
+    if (!it->is_number_unsigned() || it->get<uint64_t>() > 86400) {
+      r.Fail("key 'cache_ttl' must be a whole number of seconds from 0 to 86400");
+      return std::nullopt;
+    }
+    v.cache_ttl_seconds = static_cast<int>(it->get<uint64_t>());
   }
   v.reason = "script replied JSON action " + action;
   return v;

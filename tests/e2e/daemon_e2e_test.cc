@@ -214,31 +214,6 @@ TEST_F(DaemonE2eTest, GracefulStopLetsTheSaveInFlightFinish) {
 }
 
 // A minimal HTTP GET on loopback: status line and body.
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return {0, "connect failed"};
-  }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return {0, "write failed"};
-  }
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  const int status = response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
-  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
-}
-
 TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
   StartPhp();
   const int port = testing_support::FreeTcpPort();
@@ -255,7 +230,7 @@ TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
                  testing_support::MakeMessage("s@client.test", "user@example.test", "m", "body\n"));
     ASSERT_TRUE(r.accepted()) << r << Logs();
   }
-  auto [status, text] = HttpGet(port, "/metrics");
+  auto [status, text] = testing_support::HttpGet(port, "/metrics");
   ASSERT_EQ(status, 200) << text;
   EXPECT_NE(text.find("fcgi_milter_messages_total{verdict=\"accept\"} 3\n"), std::string::npos)
       << text;
@@ -273,14 +248,15 @@ TEST_F(DaemonE2eTest, MetricsCountWhatWasSentAndHealthFollowsTheBackend) {
             std::string::npos)
       << text;
   std::cout << "--- /metrics scrape ---\n" << text;
-  EXPECT_EQ(HttpGet(port, "/healthz").first, 200);
+  EXPECT_EQ(testing_support::HttpGet(port, "/healthz").first, 200);
   php_->Stop();
   // /healthz answers from a check at most a second old.
-  EXPECT_TRUE(testing_support::WaitUntil([&] { return HttpGet(port, "/healthz").first == 503; },
-                                         std::chrono::seconds(3)));
+  EXPECT_TRUE(testing_support::WaitUntil(
+      [&] { return testing_support::HttpGet(port, "/healthz").first == 503; },
+      std::chrono::seconds(3)));
   auto r = Send("backend down");
   EXPECT_FALSE(r.accepted());
-  auto [status2, text2] = HttpGet(port, "/metrics");
+  auto [status2, text2] = testing_support::HttpGet(port, "/metrics");
   EXPECT_NE(text2.find("fcgi_milter_backend_errors_total{kind=\"connect\"} 1\n"), std::string::npos)
       << text2;
 }

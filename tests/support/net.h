@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace testing_support {
 
@@ -16,6 +17,8 @@ int FreeTcpPort();
 bool CanConnectTcp(int port, const std::string& host = "127.0.0.1");
 bool CanConnectUnix(const std::string& path);
 
+// GET path from 127.0.0.1:port over HTTP/1.0: the status (0 when there was no answer) and body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // Polls predicate every 10 ms until it returns true (true) or timeout passes (false).
 bool WaitUntil(const std::function<bool()>& predicate, std::chrono::milliseconds timeout);
 

@@ -109,6 +109,20 @@ TEST(JsonReply, TempfailIsTemporaryEvenWhenTheRestOfTheReplyIsWrong) {
   EXPECT_NE(v.reason.find("does not go with tempfail"), std::string::npos) << v.reason;
 }
 
+TEST(JsonReply, ValidateRepliesMaySayHowLongTheyHold) {
+  const Verdict v = DecideJson(Stage::kValidate, R"({"action":"accept","cache_ttl":300})");
+  EXPECT_EQ(v.action, Action::kAccept);
+  ASSERT_TRUE(v.cache_ttl_seconds.has_value());
+  EXPECT_EQ(*v.cache_ttl_seconds, 300);
+  EXPECT_FALSE(DecideJson(Stage::kValidate, R"({"action":"accept"})").cache_ttl_seconds);
+  const Verdict bad = DecideJson(Stage::kValidate, R"({"action":"accept","cache_ttl":-1})");
+  EXPECT_TRUE(bad.backend_failure);
+  EXPECT_NE(bad.reason.find("'cache_ttl'"), std::string::npos) << bad.reason;
+  const Verdict in_save = DecideJson(Stage::kSave, R"({"action":"accept","cache_ttl":5})");
+  EXPECT_TRUE(in_save.backend_failure);
+  EXPECT_NE(in_save.reason.find("only allowed in a validate reply"), std::string::npos);
+}
+
 TEST(JsonReply, ActionNamesAreCaseInsensitive) {
   EXPECT_EQ(DecideJson(Stage::kValidate, R"({"action":"Accept"})").action, Action::kAccept);
   EXPECT_EQ(DecideJson(Stage::kSave, R"({"action":"REJECT"})").action, Action::kReject);
