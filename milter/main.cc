@@ -588,6 +588,13 @@ int Run(const std::string& path) {
   // itself its workers have quit too, and there is nothing left to wait for.)
   if (event == SIGTERM || event == SIGHUP) DrainTransactions(cfg.shutdown_timeout);
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
+  // libmilter removes its unix socket when it stops itself, which it never does here: the file
+  // no longer leads anywhere, remove it (only if a socket is what is there).
+  struct stat st {};
+  if (!cfg.milter_socket_path.empty() && ::lstat(cfg.milter_socket_path.c_str(), &st) == 0 &&
+      S_ISSOCK(st.st_mode)) {
+    ::unlink(cfg.milter_socket_path.c_str());
+  }
   LOG_INFO("stopped");
   // Never return through main(): static destructors (the current filter and its FastCGI
   // clients, the log's mutex, libmilter's state) would run while session threads still use

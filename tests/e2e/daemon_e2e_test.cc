@@ -127,6 +127,13 @@ TEST_F(DaemonE2eTest, DropsToConfiguredUserAndGivesTheSocketToPostfixGroup) {
   auto r = Send("as nobody");
   EXPECT_TRUE(r.accepted()) << r << Logs();
   EXPECT_EQ(CountSaved(php_->data_dir(), "a"), 1);
+
+  // SIGTERM: exit status 0, and the socket file is gone: the daemon, unprivileged by now,
+  // removes it from a directory its user owns (as the package's is).
+  ASSERT_EQ(chown(sock_dir.c_str(), getpwnam("nobody")->pw_uid, getgrnam("nogroup")->gr_gid), 0);
+  postfix_.reset();
+  EXPECT_EQ(daemon_->Stop(), 0) << Logs();
+  EXPECT_FALSE(std::filesystem::exists(sock_dir + "/fcgi-milter.sock")) << Logs();
 }
 
 TEST_F(DaemonE2eTest, ReloadUnderLoadLosesNothingAndSwitchesScripts) {
