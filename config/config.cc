@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -317,6 +318,56 @@ const char* FailureActionName(FailureAction a) {
   return "tempfail";
 }
 
+// The words of an enum key, in the enum's order; ReadChoice checks the word (any letter case).
+template <typename E, size_t N>
+using Words = std::array<std::pair<E, const char*>, N>;
+
+constexpr Words<LogLevel, 4> kLogLevels = {{{LogLevel::kError, "error"},
+                                            {LogLevel::kWarning, "warning"},
+                                            {LogLevel::kInfo, "info"},
+                                            {LogLevel::kDebug, "debug"}}};
+constexpr Words<LogTarget, 2> kLogTargets = {
+    {{LogTarget::kStderr, "stderr"}, {LogTarget::kSyslog, "syslog"}}};
+constexpr Words<SyslogFacility, 11> kFacilities = {{{SyslogFacility::kMail, "mail"},
+                                                    {SyslogFacility::kDaemon, "daemon"},
+                                                    {SyslogFacility::kUser, "user"},
+                                                    {SyslogFacility::kLocal0, "local0"},
+                                                    {SyslogFacility::kLocal1, "local1"},
+                                                    {SyslogFacility::kLocal2, "local2"},
+                                                    {SyslogFacility::kLocal3, "local3"},
+                                                    {SyslogFacility::kLocal4, "local4"},
+                                                    {SyslogFacility::kLocal5, "local5"},
+                                                    {SyslogFacility::kLocal6, "local6"},
+                                                    {SyslogFacility::kLocal7, "local7"}}};
+
+// As ReadChoice, into the enum value of the word.
+template <typename E, size_t N>
+std::string ReadEnum(const Json& v, const Words<E, N>& words, E* out) {
+  std::string what;
+  for (const auto& [e, w] : words) {
+    if (!what.empty()) what += N == 2 ? " or " : ", ";
+    what += '"' + std::string(w) + '"';
+  }
+  if (v.is_string()) {
+    const std::string word = ToLower(v.get<std::string>());
+    for (const auto& [e, w] : words) {
+      if (word == w) {
+        *out = e;
+        return "";
+      }
+    }
+  }
+  return Expected(what, v);
+}
+
+template <typename E, size_t N>
+std::string NameOf(const Words<E, N>& words, E e) {
+  for (const auto& [value, w] : words) {
+    if (value == e) return w;
+  }
+  return "?";
+}
+
 struct KeySpec {
   const char* name;
   bool required;
@@ -488,12 +539,11 @@ const KeySpec kKeys[] = {
     return ReadAbsolutePath(v, true, &c.pid_file);
   }, [](const Config& c) -> std::string { return c.pid_file; }},
   {"log_target", false, [](const Json& v, Config& c) {
-    return ReadChoice(v, {"stderr", "syslog"}, &c.log_target);
-  }, [](const Config& c) -> std::string { return c.log_target; }},
+    return ReadEnum(v, kLogTargets, &c.log_target);
+  }, [](const Config& c) -> std::string { return NameOf(kLogTargets, c.log_target); }},
   {"syslog_facility", false, [](const Json& v, Config& c) {
-    return ReadChoice(v, {"mail", "daemon", "user", "local0", "local1", "local2", "local3",
-                          "local4", "local5", "local6", "local7"}, &c.syslog_facility);
-  }, [](const Config& c) -> std::string { return c.syslog_facility; }},
+    return ReadEnum(v, kFacilities, &c.syslog_facility);
+  }, [](const Config& c) -> std::string { return NameOf(kFacilities, c.syslog_facility); }},
   {"shutdown_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0, 600, &c.shutdown_timeout);
   }, [](const Config& c) -> std::string { return FormatNumber(c.shutdown_timeout); }},
@@ -515,8 +565,8 @@ const KeySpec kKeys[] = {
     return std::string();
   }, [](const Config& c) -> std::string { return c.metrics_listen; }},
   {"log_level", false, [](const Json& v, Config& c) {
-    return ReadChoice(v, {"error", "warning", "info", "debug"}, &c.log_level);
-  }, [](const Config& c) -> std::string { return c.log_level; }},
+    return ReadEnum(v, kLogLevels, &c.log_level);
+  }, [](const Config& c) -> std::string { return NameOf(kLogLevels, c.log_level); }},
   {"server_name", false, [](const Json& v, Config& c) {
     constexpr const char* kWhat = "a host name string (\"\" = this machine's)";
     std::string err = ReadString(v, kWhat, &c.server_name);

@@ -20,6 +20,22 @@ enum class LineEnding { kLf, kCrlf };
 enum class SaveMode { kForm, kRaw };
 // What a backend failure means at a stage: "tempfail" (safe default), "accept" or "reject".
 enum class FailureAction { kTempfail, kAccept, kReject };
+enum class LogLevel { kError, kWarning, kInfo, kDebug };
+enum class LogTarget { kStderr, kSyslog };
+// syslog(3) facilities the daemon may log under (LOG_MAIL, LOG_DAEMON, LOG_USER, LOG_LOCAL0..7).
+enum class SyslogFacility {
+  kMail,
+  kDaemon,
+  kUser,
+  kLocal0,
+  kLocal1,
+  kLocal2,
+  kLocal3,
+  kLocal4,
+  kLocal5,
+  kLocal6,
+  kLocal7
+};
 
 struct BackendSpec {
   ConnectionType type = ConnectionType::kUnix;
@@ -81,16 +97,16 @@ struct Config {
   NetworkList validate_skip_networks;        // clients in these networks: no validate
 
   // Daemon behaviour.
-  std::string user;                   // drop to this user after binding; "" = stay
-  std::string group;                  // and this group; "" = the user's primary group
-  std::string milter_socket_group;    // chgrp the unix milter socket (e.g. "postfix"); "" = leave
-  std::string pid_file;               // absolute path written at start, removed at exit; "" = none
-  std::string log_target = "stderr";  // "stderr" | "syslog"
-  std::string syslog_facility = "mail";  // mail, daemon, user, local0..local7
-  double shutdown_timeout = 30.0;        // seconds in-flight saves get to finish at stop
-  std::string metrics_listen;            // "127.0.0.1:9466" serves /metrics and /healthz; "" = off
-  std::string log_level = "info";        // "error" | "warning" | "info" | "debug", lower-case
-  std::string server_name = "";          // SERVER_NAME param; "" = gethostname() at run time
+  std::string user;                 // drop to this user after binding; "" = stay
+  std::string group;                // and this group; "" = the user's primary group
+  std::string milter_socket_group;  // chgrp the unix milter socket (e.g. "postfix"); "" = leave
+  std::string pid_file;             // absolute path written at start, removed at exit; "" = none
+  LogTarget log_target = LogTarget::kStderr;
+  SyslogFacility syslog_facility = SyslogFacility::kMail;
+  double shutdown_timeout = 30.0;  // seconds in-flight saves get to finish at stop
+  std::string metrics_listen;      // "127.0.0.1:9466" serves /metrics and /healthz; "" = off
+  LogLevel log_level = LogLevel::kInfo;
+  std::string server_name = "";  // SERVER_NAME param; "" = gethostname() at run time
 };
 
 struct LoadResult {

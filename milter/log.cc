@@ -24,27 +24,39 @@ const char* LevelName(Level level) {
   return "?";
 }
 
-int Facility(const std::string& name) {
-  static const std::pair<const char*, int> kFacilities[] = {
-      {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
-      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
-      {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
-  for (const auto& [n, f] : kFacilities) {
-    if (name == n) return f;
+int Facility(config::SyslogFacility f) {
+  using F = config::SyslogFacility;
+  switch (f) {
+    case F::kMail: return LOG_MAIL;
+    case F::kDaemon: return LOG_DAEMON;
+    case F::kUser: return LOG_USER;
+    case F::kLocal0: return LOG_LOCAL0;
+    case F::kLocal1: return LOG_LOCAL1;
+    case F::kLocal2: return LOG_LOCAL2;
+    case F::kLocal3: return LOG_LOCAL3;
+    case F::kLocal4: return LOG_LOCAL4;
+    case F::kLocal5: return LOG_LOCAL5;
+    case F::kLocal6: return LOG_LOCAL6;
+    case F::kLocal7: return LOG_LOCAL7;
   }
   return LOG_MAIL;
 }
 
+Level ToLevel(config::LogLevel level) {
+  switch (level) {
+    case config::LogLevel::kError: return Level::kError;
+    case config::LogLevel::kWarning: return Level::kWarning;
+    case config::LogLevel::kInfo: return Level::kInfo;
+    case config::LogLevel::kDebug: return Level::kDebug;
+  }
+  return Level::kInfo;
+}
+
 }  // namespace
 
-void Init(const std::string& level_name, const std::string& target, const std::string& facility) {
-  Level level = Level::kInfo;
-  if (level_name == "error") level = Level::kError;
-  if (level_name == "warning") level = Level::kWarning;
-  if (level_name == "debug") level = Level::kDebug;
-  g_level = static_cast<int>(level);
-  const bool use_syslog = target == "syslog";
+void Init(config::LogLevel level, config::LogTarget target, config::SyslogFacility facility) {
+  g_level = static_cast<int>(ToLevel(level));
+  const bool use_syslog = target == config::LogTarget::kSyslog;
   if (use_syslog) openlog("fcgi-milter", LOG_PID | LOG_NDELAY, Facility(facility));
   g_syslog = use_syslog;
 }

@@ -5,14 +5,15 @@
 
 #include <string>
 
+#include "config/config.h"
+
 namespace logging {
 
 enum class Level { kError = 0, kWarning = 1, kInfo = 2, kDebug = 3 };
 
-// level_name: "error" | "warning" | "info" | "debug"; target "stderr" | "syslog";
-// facility "mail", "daemon", "user", "local0".."local7". May be called again (reload).
-void Init(const std::string& level_name, const std::string& target = "stderr",
-          const std::string& facility = "mail");
+// May be called again (reload).
+void Init(config::LogLevel level, config::LogTarget target = config::LogTarget::kStderr,
+          config::SyslogFacility facility = config::SyslogFacility::kMail);
 bool Enabled(Level level);
 void Write(Level level, const char* format, ...) __attribute__((format(printf, 2, 3)));
 

@@ -329,7 +329,7 @@ int RunTry(int argc, char** argv) {
     return kExitUsage;
   }
   // Log lines (script stderr, failures) go to stderr so stdout stays the report.
-  logging::Init(o.json ? "error" : "warning", "stderr", "mail");
+  logging::Init(o.json ? config::LogLevel::kError : config::LogLevel::kWarning);
   std::unique_ptr<Filter> created;
   if (base::Status s = Filter::Create(loaded.config, &created); !s.ok()) {
     std::fprintf(stderr, "fcgi-milter try: %s\n", s.ToString().c_str());

@@ -65,7 +65,7 @@ TEST(ConfigParse, AppliesDefaultsToMinimalConfig) {
   EXPECT_EQ(c.spool_threshold, 1048576u);
   EXPECT_EQ(c.max_message_size, 0u);
   EXPECT_EQ(c.max_reply_size, 1048576u);
-  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.log_level, config::LogLevel::kInfo);
   EXPECT_EQ(c.server_name, "");
 }
 
@@ -104,7 +104,7 @@ TEST(ConfigParse, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.spool_threshold, 65536u);
   EXPECT_EQ(c.max_message_size, 2500000u);
   EXPECT_EQ(c.max_reply_size, 4096u);
-  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.log_level, config::LogLevel::kDebug);
   EXPECT_EQ(c.server_name, "mx1.example.test");
 }
 
@@ -376,7 +376,7 @@ TEST(ConfigParse, LineEndingsAreLfOrCrlf) {
 TEST(ConfigParse, LogLevelIsStoredLowerCase) {
   LoadResult r = ParseText(Minimal("\"log_level\": \"Warning\""));
   ASSERT_TRUE(r.ok()) << AllErrors(r);
-  EXPECT_EQ(r.config.log_level, "warning");
+  EXPECT_EQ(r.config.log_level, config::LogLevel::kWarning);
   EXPECT_CONTAINS(OnlyError(Minimal("\"log_level\": \"warn\"")), "got \"warn\"");
 }
 
@@ -438,7 +438,7 @@ TEST(ConfigSummary, ChangedKeysNamesEachDifferenceWithOldAndNewValue) {
   config::Config a;
   config::Config b;
   b.save_timeout = 120;
-  b.log_level = "debug";
+  b.log_level = config::LogLevel::kDebug;
   auto changed = config::ChangedKeys(a, b);
   ASSERT_EQ(changed.size(), 2u);
   EXPECT_EQ(changed[0], "save_timeout: \"240\" -> \"120\"");
