@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -26,14 +25,36 @@ std::set<std::string> KeysOfTheTable() {
   return keys;
 }
 
-// Keys named in a file by `pattern` (its first group).
-std::set<std::string> Named(const std::string& text, const std::string& pattern) {
+// The word that follows `marker` at the start of each line that has it, up to `end` (a key name:
+// lower-case letters, digits, '_'). std::regex would do, but GCC 12's warns under ASan.
+std::set<std::string> Named(const std::string& text, const std::string& marker) {
   std::set<std::string> found;
-  const std::regex re(pattern);
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
-       ++it) {
-    found.insert((*it)[1]);
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(marker, 0) != 0) continue;
+    size_t end = marker.size();
+    while (end < line.size() && ((line[end] >= 'a' && line[end] <= 'z') ||
+                                 (line[end] >= '0' && line[end] <= '9') || line[end] == '_')) {
+      ++end;
+    }
+    if (end > marker.size()) found.insert(line.substr(marker.size(), end - marker.size()));
   }
+  return found;
+}
+
+// The man page's entries: a ".TP" line, then ".BR key ..." or ".B key".
+std::set<std::string> ManEntries(const std::string& man) {
+  std::string entries;
+  std::istringstream lines(man);
+  std::string line;
+  bool after_tp = false;
+  while (std::getline(lines, line)) {
+    if (after_tp) entries += line + "\n";
+    after_tp = line == ".TP";
+  }
+  std::set<std::string> found = Named(entries, ".BR ");
+  for (const std::string& k : Named(entries, ".B ")) found.insert(k);
   return found;
 }
 
@@ -41,15 +62,14 @@ TEST(ConfigDocs, TheReferenceDescribesEveryKeyAndNoOther) {
   const std::string doc = ReadSource("docs/config.md");
   ASSERT_FALSE(doc.empty());
   // Rows of the reference table: "| `key` | type | default | meaning |".
-  EXPECT_EQ(Named(doc, "\\n\\| `([a-z0-9_]+)` \\|"), KeysOfTheTable());
+  EXPECT_EQ(Named(doc, "| `"), KeysOfTheTable());
 }
 
 TEST(ConfigDocs, TheManPageDescribesEveryKeyAndNoOther) {
   const std::string man = ReadSource("packaging/man/fcgi-milter.json.5");
   ASSERT_FALSE(man.empty());
   // Each key is a .TP entry starting ".BR key " or ".B key".
-  std::set<std::string> named = Named(man, "\\n\\.TP\\n\\.BR? ([a-z0-9_]+)[ \\n]");
-  EXPECT_EQ(named, KeysOfTheTable());
+  EXPECT_EQ(ManEntries(man), KeysOfTheTable());
 }
 
 }  // namespace
