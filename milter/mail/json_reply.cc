@@ -167,9 +167,141 @@ std::string Lower(std::string s) {
   return s;
 }
 
+// Every key is one the schema has, and allowed at this stage.
+bool CheckKeys(const Json& root, bool save, Reader* r) {
+  static const char* const kCommon[] = {"action", "smtp_code", "enhanced_code", "text"};
+  static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
+                                          "remove_headers", "reject_recipients"};
+  static const char* const kValidateOnly[] = {"cache_ttl"};
+  for (const auto& [key, value] : root.items()) {
+    const auto in = [&key](const auto& list) {
+      for (const char* k : list) {
+        if (key == k) return true;
+      }
+      return false;
+    };
+    if (in(kSaveOnly) && !save) return r->Fail("key '" + key + "' is only allowed in a save reply");
+    if (in(kValidateOnly) && save) {
+      return r->Fail("key '" + key + "' is only allowed in a validate reply");
+    }
+    if (!in(kCommon) && !in(kSaveOnly) && !in(kValidateOnly)) {
+      return r->Fail("unknown key '" + key + "'");
+    }
+  }
+  return true;
+}
+
+// "action", lower-cased into *action, as the verdict's action.
+bool ReadAction(const Json& root, bool save, Reader* r, Verdict* v, std::string* action) {
+  if (!r->String(root, "action", action, true)) return false;
+  *action = Lower(*action);
+  if (*action == "accept") {
+    v->action = Verdict::Action::kAccept;
+  } else if (*action == "reject") {
+    v->action = Verdict::Action::kReject;
+  } else if (*action == "tempfail") {
+    v->action = Verdict::Action::kTempfail;
+  } else if (save && *action == "discard") {
+    v->action = Verdict::Action::kDiscard;
+  } else if (save && *action == "quarantine") {
+    v->action = Verdict::Action::kQuarantine;
+  } else {
+    return r->Fail(
+        "key 'action': \"" + SafeLine(*action, 40) + "\" is not one of " +
+        (save ? "accept, reject, tempfail, discard, quarantine" : "accept, reject, tempfail"));
+  }
+  return true;
+}
+
+// smtp_code, enhanced_code and text: checked against the action, defaults from the reply table.
+bool ReadSmtpReply(const Json& root, Stage stage, Reader* r, Verdict* v, std::string* action) {
+  std::string code;
+  std::string enhanced;
+  std::vector<std::string> lines;
+  if (!r->Code(root, &code) || !r->String(root, "enhanced_code", &enhanced, false) ||
+      !r->Text(root, &lines)) {
+    return false;
+  }
+  // A temporary code under "reject": the script's words disagree, and the safe reading wins, as
+  // for a plain REJECT 4xx line.
+  if (v->action == Verdict::Action::kReject &&
+      (ValidCode(code, '4') || ValidEnhanced(enhanced, '4'))) {
+    v->action = Verdict::Action::kTempfail;
+    *action = "tempfail";
+    if (!ValidCode(code, '4')) code.clear();
+    if (!ValidEnhanced(enhanced, '4')) enhanced.clear();
+  }
+  const bool rejecting = v->action == Verdict::Action::kReject;
+  const bool tempfailing = v->action == Verdict::Action::kTempfail;
+  if (!rejecting && !tempfailing) {
+    if (!code.empty() || !enhanced.empty() || !lines.empty()) {
+      return r->Fail(
+          "keys 'smtp_code', 'enhanced_code' and 'text' only go with reject or tempfail");
+    }
+    return true;
+  }
+  const char cls = rejecting ? '5' : '4';
+  const DefaultReply d = DefaultReplyFor(stage, v->action);
+  if (code.empty()) code = d.code;
+  if (!ValidCode(code, cls)) {
+    return r->Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + *action +
+                   " (needs " + cls + "xx)");
+  }
+  if (enhanced.empty()) enhanced = d.enhanced;
+  if (!ValidEnhanced(enhanced, cls)) {
+    return r->Fail("key 'enhanced_code': \"" + SafeLine(enhanced, 20) + "\" is not a " + cls +
+                   ".x.y code");
+  }
+  if (lines.empty()) lines.push_back(d.text);
+  v->smtp_code = code;
+  v->enhanced_code = enhanced;
+  v->text = lines.front();
+  v->more_lines.assign(lines.begin() + 1, lines.end());
+  return true;
+}
+
+// What a save reply may ask of the MTA: header edits, refused recipients, the quarantine reason.
+bool ReadSaveEdits(const Json& root, Reader* r, Verdict* v) {
+  if (!r->Headers(root, "add_headers", HeaderEdit::Kind::kAdd, &v->header_edits) ||
+      !r->Headers(root, "change_headers", HeaderEdit::Kind::kChange, &v->header_edits) ||
+      !r->Headers(root, "remove_headers", HeaderEdit::Kind::kRemove, &v->header_edits)) {
+    return false;
+  }
+  if (auto it = root.find("reject_recipients"); it != root.end()) {
+    if (!it->is_array()) return r->Fail("key 'reject_recipients' must be an array of addresses");
+    for (const Json& a : *it) {
+      if (!a.is_string() || a.get<std::string>().empty()) {
+        return r->Fail("key 'reject_recipients': every entry must be a non-empty address string");
+      }
+      v->refused_recipients.push_back(SafeLine(a.get<std::string>(), 512));
+    }
+  }
+  if (auto it = root.find("reason"); it != root.end()) {
+    if (v->action != Verdict::Action::kQuarantine || !it->is_string()) {
+      return r->Fail("key 'reason' is a string that only goes with quarantine");
+    }
+    v->quarantine_reason = SafeLine(it->get<std::string>(), kMaxLineBytes);
+  }
+  if (v->action == Verdict::Action::kQuarantine && v->quarantine_reason.empty()) {
+    v->quarantine_reason = "quarantined by the save script";
+  }
+  return true;
+}
+
+// A validate reply's cache_ttl (seconds), when it has one.
+bool ReadCacheTtl(const Json& root, Reader* r, Verdict* v) {
+  auto it = root.find("cache_ttl");
+  if (it == root.end()) return true;
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > 86400) {
+    return r->Fail("key 'cache_ttl' must be a whole number of seconds from 0 to 86400");
+  }
+  v->cache_ttl_seconds = static_cast<int>(it->get<uint64_t>());
+  return true;
+}
+
 std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::string* error) {
   error->clear();
-  Json root = Json::parse(body.begin(), body.end(), nullptr, false);
+  const Json root = Json::parse(body.begin(), body.end(), nullptr, false);
   if (root.is_discarded()) {
     *error = "not valid JSON";
     return std::nullopt;
@@ -180,131 +312,12 @@ std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::stri
   }
   Reader r(error);
   const bool save = stage == Stage::kSave;
-  for (const auto& [key, value] : root.items()) {
-    static const char* const kCommon[] = {"action", "smtp_code", "enhanced_code", "text"};
-    static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
-                                            "remove_headers", "reject_recipients"};
-    if (key == "cache_ttl") {
-      if (save) {
-        r.Fail("key 'cache_ttl' is only allowed in a validate reply");
-        return std::nullopt;
-      }
-      continue;
-    }
-    bool known = false;
-    for (const char* k : kCommon) known = known || key == k;
-    bool save_only = false;
-    for (const char* k : kSaveOnly) save_only = save_only || key == k;
-    if (save_only && !save) {
-      r.Fail("key '" + key + "' is only allowed in a save reply");
-      return std::nullopt;
-    }
-    if (!known && !save_only) {
-      r.Fail("unknown key '" + key + "'");
-      return std::nullopt;
-    }
-  }
-
-  std::string action;
-  if (!r.String(root, "action", &action, true)) return std::nullopt;
-  action = Lower(action);
   Verdict v;
-  if (action == "accept") {
-    v.action = Verdict::Action::kAccept;
-  } else if (action == "reject") {
-    v.action = Verdict::Action::kReject;
-  } else if (action == "tempfail") {
-    v.action = Verdict::Action::kTempfail;
-  } else if (save && action == "discard") {
-    v.action = Verdict::Action::kDiscard;
-  } else if (save && action == "quarantine") {
-    v.action = Verdict::Action::kQuarantine;
-  } else {
-    r.Fail("key 'action': \"" + SafeLine(action, 40) + "\" is not one of " +
-           (save ? "accept, reject, tempfail, discard, quarantine" : "accept, reject, tempfail"));
+  std::string action;
+  if (!CheckKeys(root, save, &r) || !ReadAction(root, save, &r, &v, &action) ||
+      !ReadSmtpReply(root, stage, &r, &v, &action) || (save && !ReadSaveEdits(root, &r, &v)) ||
+      (!save && !ReadCacheTtl(root, &r, &v))) {
     return std::nullopt;
-  }
-
-  std::string code;
-  std::string enhanced;
-  std::vector<std::string> lines;
-  if (!r.Code(root, &code) || !r.String(root, "enhanced_code", &enhanced, false) ||
-      !r.Text(root, &lines)) {
-    return std::nullopt;
-  }
-  // A temporary code under "reject": the script's words disagree, and the safe reading wins, as
-  // for a plain REJECT 4xx line.
-  if (v.action == Verdict::Action::kReject &&
-      (ValidCode(code, '4') || ValidEnhanced(enhanced, '4'))) {
-    v.action = Verdict::Action::kTempfail;
-    action = "tempfail";
-    if (!ValidCode(code, '4')) code.clear();
-    if (!ValidEnhanced(enhanced, '4')) enhanced.clear();
-  }
-  const bool rejecting = v.action == Verdict::Action::kReject;
-  const bool tempfailing = v.action == Verdict::Action::kTempfail;
-  if (!rejecting && !tempfailing && (!code.empty() || !enhanced.empty() || !lines.empty())) {
-    r.Fail("keys 'smtp_code', 'enhanced_code' and 'text' only go with reject or tempfail");
-    return std::nullopt;
-  }
-  if (rejecting || tempfailing) {
-    const char cls = rejecting ? '5' : '4';
-    const DefaultReply d = DefaultReplyFor(stage, v.action);
-    if (code.empty()) code = d.code;
-    if (!ValidCode(code, cls)) {
-      r.Fail("key 'smtp_code': " + SafeLine(code, 20) + " does not go with " + action + " (needs " +
-             cls + "xx)");
-      return std::nullopt;
-    }
-    if (enhanced.empty()) enhanced = d.enhanced;
-    if (!ValidEnhanced(enhanced, cls)) {
-      r.Fail("key 'enhanced_code': \"" + SafeLine(enhanced, 20) + "\" is not a " + cls +
-             ".x.y code");
-      return std::nullopt;
-    }
-    if (lines.empty()) lines.push_back(d.text);
-    v.smtp_code = code;
-    v.enhanced_code = enhanced;
-    v.text = lines.front();
-    v.more_lines.assign(lines.begin() + 1, lines.end());
-  }
-
-  if (save) {
-    if (!r.Headers(root, "add_headers", HeaderEdit::Kind::kAdd, &v.header_edits) ||
-        !r.Headers(root, "change_headers", HeaderEdit::Kind::kChange, &v.header_edits) ||
-        !r.Headers(root, "remove_headers", HeaderEdit::Kind::kRemove, &v.header_edits)) {
-      return std::nullopt;
-    }
-    if (auto it = root.find("reject_recipients"); it != root.end()) {
-      if (!it->is_array()) {
-        r.Fail("key 'reject_recipients' must be an array of addresses");
-        return std::nullopt;
-      }
-      for (const Json& a : *it) {
-        if (!a.is_string() || a.get<std::string>().empty()) {
-          r.Fail("key 'reject_recipients': every entry must be a non-empty address string");
-          return std::nullopt;
-        }
-        v.refused_recipients.push_back(SafeLine(a.get<std::string>(), 512));
-      }
-    }
-    if (auto it = root.find("reason"); it != root.end()) {
-      if (v.action != Verdict::Action::kQuarantine || !it->is_string()) {
-        r.Fail("key 'reason' is a string that only goes with quarantine");
-        return std::nullopt;
-      }
-      v.quarantine_reason = SafeLine(it->get<std::string>(), kMaxLineBytes);
-    }
-    if (v.action == Verdict::Action::kQuarantine && v.quarantine_reason.empty()) {
-      v.quarantine_reason = "quarantined by the save script";
-    }
-  }
-  if (auto it = root.find("cache_ttl"); it != root.end()) {
-    if (!it->is_number_unsigned() || it->get<uint64_t>() > 86400) {
-      r.Fail("key 'cache_ttl' must be a whole number of seconds from 0 to 86400");
-      return std::nullopt;
-    }
-    v.cache_ttl_seconds = static_cast<int>(it->get<uint64_t>());
   }
   v.reason = "script replied JSON action " + action;
   return v;
