@@ -467,85 +467,63 @@ void DrainTransactions(double shutdown_timeout) {
   }
 }
 
-int Run(const std::string& path) {
-  config::LoadResult loaded = config::LoadFile(path);
-  if (!loaded.ok()) {
-    for (const std::string& e : loaded.errors) std::fprintf(stderr, "fcgi-milter: %s\n", e.c_str());
-    return 1;
-  }
-  const config::Config& cfg = loaded.config;
-  logging::Init(cfg.log_level, cfg.log_target, cfg.syslog_facility);
-  // The signals are blocked before any thread starts, so every thread inherits the mask:
-  // SIGUSR1 reaches only the reload thread (sigwait), SIGTERM/SIGHUP/SIGINT only this thread,
-  // which unblocks them once the others run (see OnStopSignal).
-  sigset_t handled;
-  sigemptyset(&handled);
-  for (int sig : {SIGUSR1, SIGTERM, SIGHUP, SIGINT}) sigaddset(&handled, sig);
-  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+// What Run starts and the stop needs: the listening socket, the reload thread, the metrics.
+struct Running {
+  int listen_fd = -1;
+  std::thread reloader;
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+};
 
+// Everything before the MTA may connect: the filter, libmilter, the socket (owner, mode), the pid
+// file, the privilege drop, the checks that explain themselves, /metrics, the reload thread.
+base::Status StartUp(const std::string& path, const config::Config& cfg, Running* running) {
   std::unique_ptr<milter::Filter> filter;
   if (base::Status s = milter::Filter::Create(cfg, &filter); !s.ok()) {
-    LOG_ERROR("%s: %s", path.c_str(), s.ToString().c_str());
-    return 1;
+    return base::Status::InvalidArgument(path + ": " + s.ToString());
   }
   milter::Filter::SetCurrent(std::move(filter));
-
   if (smfi_setconn(const_cast<char*>(cfg.milter_socket.c_str())) != MI_SUCCESS ||
       smfi_register(*milter::Filter::Description()) != MI_SUCCESS) {
-    LOG_ERROR("cannot set up libmilter for %s", cfg.milter_socket.c_str());
-    return 1;
+    return base::Status::InvalidArgument("cannot set up libmilter for " + cfg.milter_socket);
   }
   // Opening early (and removing a stale unix socket) turns a bad spec or a busy port into a
   // clear start-up error, and lets us set the socket's owner and mode before the MTA connects.
-  if (base::Status s = OpenMilterSocket(cfg); !s.ok()) {
-    LOG_ERROR("%s", s.message().c_str());
-    return 1;
-  }
-  const int listen_fd = milter::libmilter::FindListeningSocket(cfg);
+  if (base::Status s = OpenMilterSocket(cfg); !s.ok()) return s;
+  running->listen_fd = milter::libmilter::FindListeningSocket(cfg);
   if (!cfg.pid_file.empty()) {
     FILE* f = std::fopen(cfg.pid_file.c_str(), "w");
     if (f == nullptr) {
-      LOG_ERROR("key 'pid_file': cannot write %s: %s", cfg.pid_file.c_str(), std::strerror(errno));
-      return 1;
+      return base::Status::FromErrno(base::Status::Code::kIoError,
+                                     "key 'pid_file': cannot write " + cfg.pid_file, errno);
     }
     std::fprintf(f, "%ld\n", static_cast<long>(getpid()));
     std::fclose(f);
   }
-  if (base::Status s = DropPrivileges(cfg); !s.ok()) {
-    LOG_ERROR("%s", s.message().c_str());
-    return 1;
-  }
-  if (base::Status s = CheckSpoolDirectory(cfg); !s.ok()) {
-    LOG_ERROR("%s", s.message().c_str());
-    return 1;
-  }
+  if (base::Status s = DropPrivileges(cfg); !s.ok()) return s;
+  if (base::Status s = CheckSpoolDirectory(cfg); !s.ok()) return s;
   // Unreachable backends are reported now, in plain words (as the user we run as), but the
   // filter still starts: mail is tempfailed (kept by the sender) until php-fpm is there.
   for (const std::string& p : ProbeConfiguredBackends(cfg)) {
     LOG_ERROR("FastCGI backend not usable yet (mail it would take is tempfailed): %s", p.c_str());
   }
-
-  std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!cfg.metrics_listen.empty()) {
     base::Status s = metrics::HttpServer::Start(
         cfg.metrics_listen, [] { return milter::Filter::Current()->backends().stats(); },
         [] { return !g_stopping.load() && milter::Filter::Current()->backends().AnyConnectable(); },
-        &metrics_server);
-    if (!s.ok()) {
-      LOG_ERROR("%s", s.message().c_str());
-      return 1;
-    }
+        &running->metrics_server);
+    if (!s.ok()) return s;
     LOG_INFO("metrics on http://%s/metrics", cfg.metrics_listen.c_str());
   }
-  std::thread reloader(ReloadLoop, path, cfg);
-
+  running->reloader = std::thread(ReloadLoop, path, cfg);
   if (::pipe2(g_event_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    LOG_ERROR("pipe: %s", std::strerror(errno));
-    return 1;
+    return base::Status::FromErrno(base::Status::Code::kIoError, "pipe", errno);
   }
-  LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
-           cfg.milter_socket.c_str(), milter::Filter::Current()->backends().Describe().c_str());
-  sd_notify(0, "READY=1");
+  return base::Status::Ok();
+}
+
+// Runs smfi_main on a thread of its own and takes the stop signals on this one; returns the
+// event that ended the wait (a signal, or libmilter returning).
+int ServeUntilStopped() {
   std::thread([] {
     const int rc = smfi_main();
     const char byte = rc == MI_SUCCESS ? kEventMilterReturned : static_cast<char>(255);
@@ -565,16 +543,21 @@ int Run(const std::string& path) {
     sigaddset(&stop_signals, sig);
   }
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
-
   int event = -1;
   while (event < 0) event = WaitForEvent(-1);
+  return event;
+}
+
+// After `event`: refuse new connections, let open transactions finish (a graceful stop), clean
+// up the pid file and the socket, and leave.
+[[noreturn]] void Stop(const config::Config& cfg, int event, Running* running) {
   int code = 0;
   if (event == SIGINT) {
     LOG_WARNING("SIGINT: aborting; open transactions get the MTA's milter_default_action");
   } else if (event == SIGTERM || event == SIGHUP) {
     LOG_INFO("%s: stopping: no new connections, open transactions get up to %g s",
              SignalName(event), cfg.shutdown_timeout);
-    milter::libmilter::StopAccepting(cfg, listen_fd);
+    milter::libmilter::StopAccepting(cfg, running->listen_fd);
   } else {
     code = event == kEventMilterReturned ? 0 : 1;
     LOG_WARNING("libmilter stopped on its own (%s)",
@@ -582,8 +565,8 @@ int Run(const std::string& path) {
   }
   sd_notify(0, "STOPPING=1");
   g_stopping = true;
-  pthread_kill(reloader.native_handle(), SIGUSR1);
-  reloader.join();
+  pthread_kill(running->reloader.native_handle(), SIGUSR1);
+  running->reloader.join();
   // Only a graceful stop drains: libmilter still serves the sessions. (After libmilter stopped
   // itself its workers have quit too, and there is nothing left to wait for.)
   if (event == SIGTERM || event == SIGHUP) DrainTransactions(cfg.shutdown_timeout);
@@ -601,6 +584,38 @@ int Run(const std::string& path) {
   // them, or cut off an answer half-written. _exit ends every thread at once; the MTA sees the
   // connections close and applies its default action to what was still open.
   Leave(code);
+}
+
+int Run(const std::string& path) {
+  config::LoadResult loaded = config::LoadFile(path);
+  if (!loaded.ok()) {
+    for (const std::string& e : loaded.errors) std::fprintf(stderr, "fcgi-milter: %s\n", e.c_str());
+    return 1;
+  }
+  const config::Config& cfg = loaded.config;
+  logging::Init(cfg.log_level, cfg.log_target, cfg.syslog_facility);
+  // The signals are blocked before any thread starts, so every thread inherits the mask:
+  // SIGUSR1 reaches only the reload thread (sigwait), SIGTERM/SIGHUP/SIGINT only this thread,
+  // which unblocks them once the others run (see OnStopSignal).
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int sig : {SIGUSR1, SIGTERM, SIGHUP, SIGINT}) sigaddset(&handled, sig);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+
+  Running running;
+  if (base::Status s = StartUp(path, cfg, &running); !s.ok()) {
+    LOG_ERROR("%s", s.message().c_str());
+    if (running.reloader.joinable()) {
+      g_stopping = true;
+      pthread_kill(running.reloader.native_handle(), SIGUSR1);
+      running.reloader.join();
+    }
+    return 1;
+  }
+  LOG_INFO("fcgi-milter %s listening on %s, FastCGI backend %s", FCGI_MILTER_VERSION,
+           cfg.milter_socket.c_str(), milter::Filter::Current()->backends().Describe().c_str());
+  sd_notify(0, "READY=1");
+  Stop(cfg, ServeUntilStopped(), &running);
 }
 }  // namespace
 
