@@ -173,7 +173,8 @@ bool CheckKeys(const Json& root, bool save, Reader* r) {
   static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
                                           "remove_headers", "reject_recipients"};
   static const char* const kValidateOnly[] = {"cache_ttl"};
-  for (const auto& [key, value] : root.items()) {
+  for (const auto& item : root.items()) {
+    const std::string& key = item.key();  // a structured binding cannot be captured (clang 14)
     const auto in = [&key](const auto& list) {
       for (const char* k : list) {
         if (key == k) return true;
