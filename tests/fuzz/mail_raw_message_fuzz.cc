@@ -86,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     AppendHeaderValue(value, eol, &expected);
     expected += eol;
   }
-  if (in.ConsumeBool()) encoder.EndHeaders();  // AddBody / Finish imply it otherwise
+  // Else AddBody / Finish imply it. A failing sink makes every later call fail.
+  if (in.ConsumeBool()) FUZZ_CHECK(encoder.EndHeaders().ok() || fail_on_call != 0);
   expected += eol;
 
   // The body in chunks; a chunk may be repeated to push past the encoder's flush size.
@@ -96,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int repeat =
         in.ConsumeIntegralInRange<int>(0, 31) == 0 ? in.ConsumeIntegralInRange<int>(1, 400) : 1;
     for (int r = 0; r < repeat; ++r) {
-      encoder.AddBody(chunk);
+      FUZZ_CHECK(encoder.AddBody(chunk).ok() || fail_on_call != 0);
       body += chunk;
     }
   }
