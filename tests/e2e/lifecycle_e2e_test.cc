@@ -106,31 +106,7 @@ class RawSmtp {
   std::string buffer_;
 };
 
-// A minimal HTTP GET on loopback: status code (0 when it failed) and body.
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return {0, "connect failed"};
-  }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return {0, "write failed"};
-  }
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  const int status = response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
-  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
-}
+using testing_support::HttpGet;
 
 class LifecycleE2eTest : public ::testing::Test {
  protected:
