@@ -1,7 +1,7 @@
 /* empty_milter: a libmilter filter that does nothing, the baseline for fcgi-milter's figures.
  * Every callback returns SMFIS_CONTINUE. A DATA callback is registered on purpose: without it
  * libmilter negotiates SMFIP_NODATA, Postfix sends the DATA macros unanswered and its next small
- * packet waits ~40 ms under Nagle/delayed ACK on inet: sockets (docs FACTS.md, Postfix).
+ * packet waits ~40 ms under Nagle/delayed ACK on inet: sockets (docs/platform-notes.md, Postfix).
  * Usage: empty_milter SOCKET   (libmilter syntax: unix:/path or inet:PORT@HOST)
  * Thread-safety: libmilter runs one thread per MTA connection; the callbacks keep no state. */
 #include <libmilter/mfapi.h>

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fcgi/socket.h"
 #include "base/status.h"
+#include "fcgi/socket.h"
 
 namespace fcgi {
 

@@ -8,11 +8,11 @@
 #include <functional>
 #include <memory>
 
+#include "base/status.h"
 #include "fcgi/body.h"
 #include "fcgi/protocol.h"
 #include "fcgi/response.h"
 #include "fcgi/socket.h"
-#include "base/status.h"
 
 namespace fcgi {
 

@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "fcgi/protocol.h"
 #include "base/status.h"
+#include "fcgi/protocol.h"
 
 namespace fcgi {
 

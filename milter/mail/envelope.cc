@@ -94,10 +94,10 @@ bool SaveHasRoomFor(SaveMode mode, uint64_t max_input_vars, const Envelope& enve
   const size_t count = envelope.recipients.size() + 1;
   if (max_input_vars != 0 && count > MaxRecipientsWithin(mode, max_input_vars)) return false;
   if (mode == SaveMode::kRaw) {
-    size_t bytes = PercentEncode(next).size() + sizeof("&rcpt_to%5B%5D=") - 1;
-    for (const std::string& r : envelope.recipients) {
-      bytes += PercentEncode(r).size() + sizeof("&rcpt_to%5B%5D=") - 1;
-    }
+    // Counted, not encoded: this runs for every RCPT.
+    constexpr size_t kField = sizeof("&rcpt_to%5B%5D=") - 1;
+    size_t bytes = PercentEncodedSize(next) + kField;
+    for (const std::string& r : envelope.recipients) bytes += PercentEncodedSize(r) + kField;
     if (bytes > kRawQueryRecipientBytes) return false;
   }
   return true;

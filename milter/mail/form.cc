@@ -41,6 +41,12 @@ void PercentEncodeAppend(std::string_view in, std::string* out) {
   out->resize(static_cast<size_t>(d - out->data()));
 }
 
+size_t PercentEncodedSize(std::string_view in) {
+  size_t n = 0;
+  for (const char ch : in) n += kUnreserved[static_cast<unsigned char>(ch)] ? 1 : 3;
+  return n;
+}
+
 std::string PercentEncode(std::string_view in) {
   std::string out;
   PercentEncodeAppend(in, &out);

@@ -18,6 +18,9 @@ std::string PercentEncode(std::string_view in);
 // case), for multi-MiB message bodies.
 void PercentEncodeAppend(std::string_view in, std::string* out);
 
+// The exact size of PercentEncode(in), without encoding.
+size_t PercentEncodedSize(std::string_view in);
+
 // Upper bound of the encoded size of n bytes.
 constexpr size_t PercentEncodedMaxSize(size_t n) {
   return n * 3;

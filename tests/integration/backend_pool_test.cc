@@ -14,10 +14,10 @@
 
 namespace {
 
+using base::Status;
 using fcgi::BackendPool;
 using fcgi::Client;
 using fcgi::Result;
-using base::Status;
 using testing_support::PhpFpm;
 
 // Answers with the name of the pool that ran it, so a test sees which backend served it.

@@ -16,11 +16,11 @@
 
 namespace {
 
+using base::Status;
 using fcgi::Client;
 using fcgi::Idempotency;
 using fcgi::Params;
 using fcgi::Result;
-using base::Status;
 using testing_support::PhpFpm;
 
 constexpr auto kDeadline = std::chrono::seconds(10);

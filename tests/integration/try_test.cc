@@ -216,10 +216,9 @@ TEST_F(TryTest, PlainPairJsonReportShowsEveryFormFieldAndVerdict) {
   EXPECT_EQ(save["stdout"], "SAVED\n");
   // body first: PHP's max_input_vars can never cut it off.
   const std::vector<std::string> expected_names = {
-      "body",        "remote_ip",  "subject",     "tls_on",       "helo",
-      "mail_from",   "rcpt_to_0",  "rcpt_to[]",   "rcpt_count",   "queue_id",
-      "client_name", "auth_login", "tls_version", "tls_cipher",   "message_size",
-      "daemon_name", "idempotency_key"};
+      "body",        "remote_ip",  "subject",      "tls_on",      "helo",           "mail_from",
+      "rcpt_to_0",   "rcpt_to[]",  "rcpt_count",   "queue_id",    "client_name",    "auth_login",
+      "tls_version", "tls_cipher", "message_size", "daemon_name", "idempotency_key"};
   EXPECT_EQ(FormNames(r), expected_names);
   EXPECT_EQ(FormField(r, "remote_ip"), "192.0.2.7");
   EXPECT_EQ(FormField(r, "subject"), "Grüße from try");

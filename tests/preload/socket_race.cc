@@ -34,32 +34,32 @@ F Real(const char* name) {
   return reinterpret_cast<F>(::dlsym(RTLD_NEXT, name));
 }
 
+// open/open64: the mode argument exists only with O_CREAT or O_TMPFILE.
+int OpenVia(const char* real, const char* path, int flags, va_list ap) {
+  const mode_t mode =
+      (flags & (O_CREAT | O_TMPFILE)) != 0 ? static_cast<mode_t>(va_arg(ap, int)) : 0;
+  if ((flags & O_PATH) != 0) SwapOnce(path);
+  return Real<int (*)(const char*, int, ...)>(real)(path, flags, mode);
+}
+
 }  // namespace
 
 extern "C" {
 
 int open(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
-  if ((flags & O_PATH) != 0) SwapOnce(path);
-  return Real<int (*)(const char*, int, ...)>("open")(path, flags, mode);
+  va_list ap;
+  va_start(ap, flags);
+  const int fd = OpenVia("open", path, flags, ap);
+  va_end(ap);
+  return fd;
 }
 
 int open64(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if ((flags & (O_CREAT | O_TMPFILE)) != 0) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
-  if ((flags & O_PATH) != 0) SwapOnce(path);
-  return Real<int (*)(const char*, int, ...)>("open64")(path, flags, mode);
+  va_list ap;
+  va_start(ap, flags);
+  const int fd = OpenVia("open64", path, flags, ap);
+  va_end(ap);
+  return fd;
 }
 
 int chown(const char* path, uid_t uid, gid_t gid) {

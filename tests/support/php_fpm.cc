@@ -1,5 +1,5 @@
-// PhpFpm fixture: config per docs/platform-notes.md (foreground master, static pool as www-data, private socket).
-// Thread-safety: see php_fpm.h.
+// PhpFpm fixture: config per docs/platform-notes.md (foreground master, static pool as www-data,
+// private socket). Thread-safety: see php_fpm.h.
 #include "tests/support/php_fpm.h"
 
 #include <unistd.h>

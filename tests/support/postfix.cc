@@ -1,6 +1,6 @@
-// Postfix fixture, per docs/platform-notes.md: private config/queue/data dirs, chroot off, a maillog file instead
-// of syslog, `script -qec` around postfix commands so their fatal errors are not lost.
-// Thread-safety: see postfix.h.
+// Postfix fixture, per docs/platform-notes.md: private config/queue/data dirs, chroot off, a
+// maillog file instead of syslog, `script -qec` around postfix commands so their fatal errors are
+// not lost. Thread-safety: see postfix.h.
 #include "tests/support/postfix.h"
 
 #include <dirent.h>

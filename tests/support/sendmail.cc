@@ -1,7 +1,7 @@
-// Sendmail fixture, per docs/platform-notes.md: the unpacked Debian packages, every compiled-in path moved into a
-// private dir by the .mc, `-bD` in the foreground under `unshare -u -m` with an FQDN host name.
-// Delivery mode is queueonly: an accepted message stays in the private queue, nothing is delivered
-// and no delivery process outlives the test. Thread-safety: see sendmail.h.
+// Sendmail fixture, per docs/platform-notes.md: the unpacked Debian packages, every compiled-in
+// path moved into a private dir by the .mc, `-bD` in the foreground under `unshare -u -m` with an
+// FQDN host name. Delivery mode is queueonly: an accepted message stays in the private queue,
+// nothing is delivered and no delivery process outlives the test. Thread-safety: see sendmail.h.
 #include "tests/support/sendmail.h"
 
 #include <dirent.h>

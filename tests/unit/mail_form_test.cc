@@ -313,3 +313,16 @@ TEST(Sha256Test, KnownVector) {
 
 }  // namespace
 }  // namespace mail
+
+namespace mail {
+namespace {
+
+TEST(PercentEncodedSizeTest, IsTheSizeOfTheEncoding) {
+  for (const std::string& s : {std::string(), std::string("abc-._~"), std::string("a b&c=d+%"),
+                               std::string("\xC3\xA9\0x", 4)}) {
+    EXPECT_EQ(PercentEncodedSize(s), PercentEncode(s).size()) << s;
+  }
+}
+
+}  // namespace
+}  // namespace mail

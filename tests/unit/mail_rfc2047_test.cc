@@ -9,49 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/fuzz/utf8_reference.h"
+
 namespace mail {
 namespace {
 
 const std::string kFffd = "\xEF\xBF\xBD";  // U+FFFD
 
-// Well-formed UTF-8 as the rows of Table 3-7 of the Unicode standard: each row is one byte range
-// per position of a character.
-bool IsValidUtf8(std::string_view s) {
-  struct Row {
-    int len;
-    unsigned char lo[4], hi[4];
-  };
-  static constexpr Row kRows[] = {
-      {1, {0x00}, {0x7F}},
-      {2, {0xC2, 0x80}, {0xDF, 0xBF}},
-      {3, {0xE0, 0xA0, 0x80}, {0xE0, 0xBF, 0xBF}},
-      {3, {0xE1, 0x80, 0x80}, {0xEC, 0xBF, 0xBF}},
-      {3, {0xED, 0x80, 0x80}, {0xED, 0x9F, 0xBF}},
-      {3, {0xEE, 0x80, 0x80}, {0xEF, 0xBF, 0xBF}},
-      {4, {0xF0, 0x90, 0x80, 0x80}, {0xF0, 0xBF, 0xBF, 0xBF}},
-      {4, {0xF1, 0x80, 0x80, 0x80}, {0xF3, 0xBF, 0xBF, 0xBF}},
-      {4, {0xF4, 0x80, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}},
-  };
-  size_t i = 0;
-  while (i < s.size()) {
-    int matched = 0;
-    for (const Row& r : kRows) {
-      if (s.size() - i < static_cast<size_t>(r.len)) continue;
-      bool ok = true;
-      for (int k = 0; k < r.len && ok; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        ok = b >= r.lo[k] && b <= r.hi[k];
-      }
-      if (ok) {
-        matched = r.len;
-        break;
-      }
-    }
-    if (matched == 0) return false;
-    i += static_cast<size_t>(matched);
-  }
-  return true;
-}
+using fuzz::IsValidUtf8;
 
 // A Unicode control (general category Cc) other than TAB: C0, DEL, or C1 (C2 80..C2 9F).
 bool HasControl(std::string_view s) {
