@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "tests/support/daemon_fixture.h"
 #include "tests/support/milter_daemon.h"
 #include "tests/support/net.h"
 #include "tests/support/php_fpm.h"
@@ -60,7 +61,7 @@ std::string ProcStatusField(pid_t pid, const std::string& field) {
   return status.substr(at, end - at);
 }
 
-class DaemonE2eTest : public ::testing::Test {
+class DaemonE2eTest : public testing_support::DaemonFixture {
  protected:
   void StartPhp() {
     php_ = std::make_unique<PhpFpm>();
@@ -70,34 +71,6 @@ class DaemonE2eTest : public ::testing::Test {
     ASSERT_TRUE(php_->Start());
   }
 
-  json BaseConfig(const std::string& save) {
-    return testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0777));
-  }
-
-  void StartDaemonAndPostfix(const json& config) {
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
-    Postfix::Options po;
-    po.milters = daemon_->postfix_milters();
-    postfix_ = std::make_unique<Postfix>(po);
-    ASSERT_TRUE(postfix_->Start());
-  }
-
-  testing_support::MailResult Send(const std::string& subject) {
-    return SendMail(
-        postfix_->port(), "sender@client.test", {"user@example.test"},
-        testing_support::MakeMessage("sender@client.test", "user@example.test", subject, "body\n"));
-  }
-
-  std::string Logs() const {
-    return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- postfix ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "");
-  }
-
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
-  std::unique_ptr<Postfix> postfix_;
   std::string save_a_, save_b_, slow_save_;
 };
 

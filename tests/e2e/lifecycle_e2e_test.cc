@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/daemon_fixture.h"
 #include "tests/support/milter_daemon.h"
 #include "tests/support/net.h"
 #include "tests/support/php_fpm.h"
@@ -108,30 +109,11 @@ class RawSmtp {
 
 using testing_support::HttpGet;
 
-class LifecycleE2eTest : public ::testing::Test {
+class LifecycleE2eTest : public testing_support::DaemonFixture {
  protected:
   void StartPhp() {
     php_ = std::make_unique<PhpFpm>();
     ASSERT_TRUE(php_->Start());
-  }
-
-  json BaseConfig(const std::string& save) {
-    return testing_support::BaseDaemonConfig(*php_, "", save, tmp_.Mkdir("spool", 0777));
-  }
-
-  void StartDaemonAndPostfix(const json& config) {
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
-    Postfix::Options po;
-    po.milters = daemon_->postfix_milters();
-    postfix_ = std::make_unique<Postfix>(po);
-    ASSERT_TRUE(postfix_->Start());
-  }
-
-  testing_support::MailResult Send(const std::string& subject) {
-    return SendMail(
-        postfix_->port(), "sender@client.test", {"user@example.test"},
-        testing_support::MakeMessage("sender@client.test", "user@example.test", subject, "body\n"));
   }
 
   // Waits until the save script has started (its .started marker exists).
@@ -143,16 +125,6 @@ class LifecycleE2eTest : public ::testing::Test {
     }
     return ::testing::AssertionFailure() << "the save script never started" << Logs();
   }
-
-  std::string Logs() const {
-    return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- postfix ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "");
-  }
-
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
-  std::unique_ptr<Postfix> postfix_;
 };
 
 // (a) The client is half-way through DATA when the daemon is told to stop. The transaction is
