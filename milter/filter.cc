@@ -19,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "milter/edits.h"
 #include "milter/libmilter_internals.h"
 #include "milter/log.h"
 #include "milter/mail/raw_message.h"
@@ -77,11 +78,6 @@ sfsistat Continue(const Session* s, unsigned long nr_bit) {
 
 Session* GetSession(SMFICTX* ctx) {
   return static_cast<Session*>(smfi_getpriv(ctx));
-}
-
-bool LeadingSpaceNegotiated(SMFICTX* ctx) {
-  const Session* s = GetSession(ctx);
-  return s != nullptr && s->leading_space;
 }
 
 Session* EnsureSession(SMFICTX* ctx) {
@@ -214,8 +210,7 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
                      unsigned long* pf3) {
   return Guarded(ctx, "negotiate", 0, [&] {
     Session* s = EnsureSession(ctx);
-    *pf0 =
-        f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
+    *pf0 = f0 & (EditActions() | SMFIF_SETSYMLIST);
     // Header values with their leading whitespace: the saved message must be the one sent.
     // No unknown-command or no-op stages. The DATA stage stays: without it Postfix's next
     // packet waits on Nagle/delayed ACK over inet: sockets (docs/platform-notes.md).
@@ -369,43 +364,6 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t len) {
   });
 }
 
-// The parts of a JSON save verdict that change the message: refused recipients, header edits,
-// quarantine. A failure to apply them tempfails: the script asked for something we could not do.
-void ApplyEndOfMessage(SMFICTX* ctx, mail::Verdict* v) {
-  using Action = mail::Verdict::Action;
-  if (v->action != Action::kAccept && v->action != Action::kQuarantine) return;
-  for (const std::string& rcpt : v->refused_recipients) {
-    std::string bracketed = "<" + rcpt + ">";
-    if (smfi_delrcpt(ctx, bracketed.data()) != MI_SUCCESS) {
-      *v = LocalTempfail("could not remove refused recipient <" + rcpt + ">");
-      return;
-    }
-  }
-  for (const mail::HeaderEdit& e : v->header_edits) {
-    std::string name = e.name;
-    std::string value = " " + e.value;  // LEADSPC convention: the value carries its space
-    if (!LeadingSpaceNegotiated(ctx)) value = e.value;
-    int rc = MI_FAILURE;
-    switch (e.kind) {
-      case mail::HeaderEdit::Kind::kAdd: rc = smfi_addheader(ctx, name.data(), value.data()); break;
-      case mail::HeaderEdit::Kind::kChange:
-        rc = smfi_chgheader(ctx, name.data(), e.index, value.data());
-        break;
-      case mail::HeaderEdit::Kind::kRemove:
-        rc = smfi_chgheader(ctx, name.data(), e.index, nullptr);
-        break;
-    }
-    if (rc != MI_SUCCESS) {
-      *v = LocalTempfail("could not edit header " + e.name);
-      return;
-    }
-  }
-  if (v->action == Action::kQuarantine &&
-      smfi_quarantine(ctx, v->quarantine_reason.data()) != MI_SUCCESS) {
-    *v = LocalTempfail("could not quarantine");
-  }
-}
-
 sfsistat OnEndOfMessage(SMFICTX* ctx) {
   return Guarded(ctx, "eom", 0, [&] {
     Session* s = GetSession(ctx);
@@ -433,7 +391,7 @@ sfsistat OnEndOfMessage(SMFICTX* ctx) {
                 t.filter().config().spool_directory.c_str(),
                 static_cast<unsigned long long>(t.spool_size()));
     }
-    ApplyEndOfMessage(ctx, &v);
+    ApplyEndOfMessage(ctx, s->leading_space, &v);
     metrics::CountMessage(mail::ActionName(v.action));
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.age()).count();
     LOG_INFO("%s: client=%s from=<%s> rcpts=%zu size=%llu key=%s verdict=%s%s%s%s%s time=%lldms",
@@ -584,7 +542,7 @@ smfiDesc* Filter::Description() {
   static smfiDesc desc = {
       const_cast<char*>("fcgi-milter"),
       SMFI_VERSION,
-      SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+      EditActions(),
       OnConnect,
       OnHelo,
       OnEnvFrom,

@@ -67,11 +67,17 @@ Verdict Failure(Stage stage, FailurePolicy policy, std::string reason) {
 }  // namespace
 
 DefaultReply DefaultReplyFor(Stage stage, Verdict::Action action, ReplyCause cause) {
-  const bool validate = stage == Stage::kValidate;
   switch (action) {
     case Verdict::Action::kTempfail: return {"451", "4.3.0", "Temporary failure, try again later"};
     case Verdict::Action::kReject:
-      if (validate) return {"550", "5.1.1", "Recipient address rejected"};
+      switch (stage) {
+        case Stage::kConnect:
+        case Stage::kHelo: return {"550", "5.7.1", "Access denied"};
+        case Stage::kMailFrom: return {"550", "5.7.1", "Sender address rejected"};
+        case Stage::kValidate: return {"550", "5.1.1", "Recipient address rejected"};
+        case Stage::kEndOfHeaders:
+        case Stage::kSave: break;
+      }
       // A backend failure rejected by policy is "other mail system problem", not a judgement.
       return cause == ReplyCause::kFailurePolicy ? DefaultReply{"550", "5.3.0", "Message rejected"}
                                                  : DefaultReply{"550", "5.7.1", "Message rejected"};
@@ -134,7 +140,7 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
   const bool empty = reply.first_line.empty();
 
   using Kind = ScriptReply::Kind;
-  if (stage == Stage::kValidate) {
+  if (stage != Stage::kSave) {
     switch (reply.kind) {
       case Kind::kPass: return Accept("script replied " + Quoted(reply));
       case Kind::kReject:
@@ -145,10 +151,10 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy)
       case Kind::kOther: break;
     }
     if (empty) return Failure(stage, policy, "script returned an empty reply");
-    // Not PASS: the script's refusal, the validate reject default with the reason spelled out.
+    // Not PASS: the script's refusal, the stage's reject default with the reason spelled out.
     const DefaultReply d = DefaultReplyFor(stage, Verdict::Action::kReject);
     return Make(Verdict::Action::kReject, d.code, d.enhanced,
-                std::string(d.text) + ": User unknown",
+                stage == Stage::kValidate ? std::string(d.text) + ": User unknown" : d.text,
                 "script replied " + Quoted(reply) + " (not PASS)");
   }
 
@@ -192,7 +198,11 @@ std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipie
 
 const char* StageName(Stage stage) {
   switch (stage) {
+    case Stage::kConnect: return "connect";
+    case Stage::kHelo: return "helo";
+    case Stage::kMailFrom: return "mail";
     case Stage::kValidate: return "validate";
+    case Stage::kEndOfHeaders: return "eoh";
     case Stage::kSave: return "save";
   }
   return "unknown";

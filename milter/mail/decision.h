@@ -13,7 +13,10 @@
 
 namespace mail {
 
-enum class Stage { kValidate, kSave };
+// The scripts' stages, in SMTP order. kValidate is RCPT TO, kSave the end of message; the others
+// are the optional stage scripts (connect, HELO, MAIL FROM, end of headers), which answer in the
+// validate grammar (PASS / REJECT / TEMPFAIL or JSON accept/reject/tempfail).
+enum class Stage { kConnect, kHelo, kMailFrom, kValidate, kEndOfHeaders, kSave };
 
 struct BackendOutcome {
   base::Status transport;    // not ok: connect/timeout/io/protocol failure
