@@ -294,19 +294,136 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
-std::string BackendList(const Config& c) {
+std::string OctalMode(int mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode);
+  return text;
+}
+
+constexpr const char* kBackendsWhat =
+    "an array of backends such as [\"unix:/run/php/php8.2-fpm.sock\", \"tcp:10.0.0.5:9000\"]";
+
+std::string ReadBackends(const Json& v, std::vector<BackendSpec>* out) {
+  if (!v.is_array() || v.empty() || v.size() > 64) return Expected(kBackendsWhat, v);
+  std::vector<BackendSpec> backends;
+  for (const Json& item : v) {
+    std::string entry = item.is_string() ? item.get<std::string>() : std::string();
+    BackendSpec b;
+    std::string why;
+    if (entry.rfind("unix:", 0) == 0) {
+      b.type = ConnectionType::kUnix;
+      b.address = entry.substr(5);
+      why = CheckAbsolutePath(b.address);
+      if (why.empty() && b.address.size() > kMaxFcgiSocketPath) why = "socket path too long";
+    } else if (entry.rfind("tcp:", 0) == 0) {
+      b.type = ConnectionType::kTcp;
+      b.address = entry.substr(4);
+      why = CheckHostPort(b.address);
+    } else {
+      why = "expected a unix: or tcp: prefix";
+    }
+    if (!why.empty()) {
+      return Expected(kBackendsWhat, v) + " (bad entry " + Describe(item) + ": " + why + ")";
+    }
+    backends.push_back(std::move(b));
+  }
+  *out = std::move(backends);
+  return std::string();
+}
+
+std::string BackendText(const std::vector<BackendSpec>& list) {
   std::string out;
-  for (const BackendSpec& b : c.fcgi_backends) {
+  for (const BackendSpec& b : list) {
     out += (out.empty() ? "" : ", ") +
            std::string(b.type == ConnectionType::kTcp ? "tcp:" : "unix:") + b.address;
   }
   return out;
 }
 
-std::string OctalMode(int mode) {
-  char text[8];
-  std::snprintf(text, sizeof text, "%04o", mode);
-  return text;
+// A route's domain: a host name, or "*." and one; stored lower-case.
+std::string CheckRouteDomain(const std::string& domain) {
+  std::string_view name = domain;
+  if (name.rfind("*.", 0) == 0) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253) return "not a domain";
+  for (char ch : name) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.';
+    if (!ok) return "not a domain (letters, digits, '-' and '.'; '*.' only in front)";
+  }
+  if (name.front() == '.' || name.back() == '.' || name.find("..") != std::string_view::npos) {
+    return "not a domain";
+  }
+  return "";
+}
+
+std::string ReadRoutes(const Json& v, std::vector<Route>* out) {
+  constexpr const char* kWhat =
+      "an array of routes such as [{\"domains\": [\"example.org\", \"*.example.org\"], "
+      "\"fcgi_script_filename_save\": \"/srv/org/save.php\"}]";
+  if (!v.is_array() || v.size() > 1000) return Expected(kWhat, v);
+  std::vector<Route> routes;
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Json& item = v[i];
+    const std::string where = "route " + std::to_string(i + 1) + ": ";
+    if (!item.is_object()) return Expected(kWhat, v);
+    Route r;
+    for (const auto& field : item.items()) {
+      const std::string& key = field.key();
+      const Json& value = field.value();
+      std::string err;
+      if (key == "domains") {
+        if (!value.is_array() || value.empty()) {
+          err = Expected("an array of domains such as [\"example.org\", \"*.example.org\"]", value);
+        }
+        for (size_t d = 0; err.empty() && d < value.size(); ++d) {
+          if (!value[d].is_string()) {
+            err = "bad domain " + Describe(value[d]);
+            break;
+          }
+          std::string domain = ToLower(value[d].get<std::string>());
+          if (std::string why = CheckRouteDomain(domain); !why.empty()) {
+            err = "bad domain " + Describe(value[d]) + ": " + why;
+          } else if (std::find(seen.begin(), seen.end(), domain) != seen.end()) {
+            err = "domain \"" + domain + "\" is in more than one route";
+          } else {
+            seen.push_back(domain);
+            r.domains.push_back(std::move(domain));
+          }
+        }
+      } else if (key == "fcgi_script_filename_validate") {
+        err = ReadAbsolutePath(value, false, &r.fcgi_script_filename_validate);
+      } else if (key == "fcgi_script_filename_save") {
+        err = ReadAbsolutePath(value, false, &r.fcgi_script_filename_save);
+      } else if (key == "fcgi_backends") {
+        err = ReadBackends(value, &r.fcgi_backends);
+      } else {
+        err = "unknown key '" + key +
+              "' (a route has domains, fcgi_script_filename_validate, fcgi_script_filename_save, "
+              "fcgi_backends)";
+      }
+      if (!err.empty())
+        return where +
+               (key == "domains" || err.rfind("unknown", 0) == 0 ? "" : "key '" + key + "': ") +
+               err;
+    }
+    if (r.domains.empty()) return where + "missing key 'domains'";
+    routes.push_back(std::move(r));
+  }
+  *out = std::move(routes);
+  return std::string();
+}
+
+std::string RouteList(const Config& c) {
+  std::string out;
+  for (const Route& r : c.routes) {
+    if (!out.empty()) out += "; ";
+    out += Join(r.domains) + " ->";
+    if (!r.fcgi_script_filename_validate.empty())
+      out += " validate " + r.fcgi_script_filename_validate;
+    if (!r.fcgi_script_filename_save.empty()) out += " save " + r.fcgi_script_filename_save;
+    if (!r.fcgi_backends.empty()) out += " via " + BackendText(r.fcgi_backends);
+  }
+  return out;
 }
 
 const char* FailureActionName(FailureAction a) {
@@ -400,6 +517,18 @@ const KeySpec kKeys[] = {
   {"fcgi_script_filename_save", true, [](const Json& v, Config& c) {
     return ReadAbsolutePath(v, false, &c.fcgi_script_filename_save);
   }, [](const Config& c) -> std::string { return c.fcgi_script_filename_save; }},
+  {"fcgi_script_filename_connect", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.fcgi_script_filename_connect);
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_connect; }},
+  {"fcgi_script_filename_helo", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.fcgi_script_filename_helo);
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_helo; }},
+  {"fcgi_script_filename_mail", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.fcgi_script_filename_mail);
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_mail; }},
+  {"fcgi_script_filename_eoh", false, [](const Json& v, Config& c) {
+    return ReadAbsolutePath(v, true, &c.fcgi_script_filename_eoh);
+  }, [](const Config& c) -> std::string { return c.fcgi_script_filename_eoh; }},
   {"milter_socket", false, [](const Json& v, Config& c) {
     return ReadMilterSocket(v, c);
   }, [](const Config& c) -> std::string { return c.milter_socket; }},
@@ -415,6 +544,18 @@ const KeySpec kKeys[] = {
   {"save_timeout", false, [](const Json& v, Config& c) {
     return ReadSeconds(v, 0.1, 299, &c.save_timeout);  // Postfix milter_content_timeout: 300 s
   }, [](const Config& c) -> std::string { return FormatNumber(c.save_timeout); }},
+  {"connect_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.connect_timeout);
+  }, [](const Config& c) -> std::string { return FormatNumber(c.connect_timeout); }},
+  {"helo_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.helo_timeout);
+  }, [](const Config& c) -> std::string { return FormatNumber(c.helo_timeout); }},
+  {"mail_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.mail_timeout);
+  }, [](const Config& c) -> std::string { return FormatNumber(c.mail_timeout); }},
+  {"eoh_timeout", false, [](const Json& v, Config& c) {
+    return ReadSeconds(v, 0.1, 29, &c.eoh_timeout);
+  }, [](const Config& c) -> std::string { return FormatNumber(c.eoh_timeout); }},
   {"body_line_endings", false, [](const Json& v, Config& c) {
     std::string word;
     std::string err = ReadChoice(v, {"lf", "crlf"}, &word);
@@ -461,38 +602,29 @@ const KeySpec kKeys[] = {
     return std::string();
   }, [](const Config& c) -> std::string { return c.fcgi_keep_alive ? "true" : "false"; }},
   {"fcgi_backends", false, [](const Json& v, Config& c) {
-    constexpr const char* kWhat =
-        "an array of backends such as [\"unix:/run/php/php8.2-fpm.sock\", \"tcp:10.0.0.5:9000\"]";
-    if (!v.is_array() || v.empty() || v.size() > 64) return Expected(kWhat, v);
-    std::vector<BackendSpec> backends;
-    for (const Json& item : v) {
-      std::string entry = item.is_string() ? item.get<std::string>() : std::string();
-      BackendSpec b;
-      std::string why;
-      if (entry.rfind("unix:", 0) == 0) {
-        b.type = ConnectionType::kUnix;
-        b.address = entry.substr(5);
-        why = CheckAbsolutePath(b.address);
-        if (why.empty() && b.address.size() > kMaxFcgiSocketPath) why = "socket path too long";
-      } else if (entry.rfind("tcp:", 0) == 0) {
-        b.type = ConnectionType::kTcp;
-        b.address = entry.substr(4);
-        why = CheckHostPort(b.address);
-      } else {
-        why = "expected a unix: or tcp: prefix";
-      }
-      if (!why.empty()) return Expected(kWhat, v) + " (bad entry " + Describe(item) + ": " + why + ")";
-      backends.push_back(std::move(b));
-    }
-    c.fcgi_backends = std::move(backends);
-    return std::string();
-  }, [](const Config& c) -> std::string { return BackendList(c); }},
+    return ReadBackends(v, &c.fcgi_backends);
+  }, [](const Config& c) -> std::string { return BackendText(c.fcgi_backends); }},
   {"validate_failure_action", false, [](const Json& v, Config& c) {
     return ReadFailureAction(v, &c.validate_failure_action);
   }, [](const Config& c) -> std::string { return FailureActionName(c.validate_failure_action); }},
   {"save_failure_action", false, [](const Json& v, Config& c) {
     return ReadFailureAction(v, &c.save_failure_action);
   }, [](const Config& c) -> std::string { return FailureActionName(c.save_failure_action); }},
+  {"connect_failure_action", false, [](const Json& v, Config& c) {
+    return ReadFailureAction(v, &c.connect_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.connect_failure_action); }},
+  {"helo_failure_action", false, [](const Json& v, Config& c) {
+    return ReadFailureAction(v, &c.helo_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.helo_failure_action); }},
+  {"mail_failure_action", false, [](const Json& v, Config& c) {
+    return ReadFailureAction(v, &c.mail_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.mail_failure_action); }},
+  {"eoh_failure_action", false, [](const Json& v, Config& c) {
+    return ReadFailureAction(v, &c.eoh_failure_action);
+  }, [](const Config& c) -> std::string { return FailureActionName(c.eoh_failure_action); }},
+  {"routes", false, [](const Json& v, Config& c) {
+    return ReadRoutes(v, &c.routes);
+  }, [](const Config& c) -> std::string { return RouteList(c); }},
   {"validate_cache_ttl", false, [](const Json& v, Config& c) {
     if (!v.is_number_unsigned() || v.get<uint64_t>() > 86400) {
       return Expected("a whole number of seconds from 0 (off) to 86400", v);

@@ -42,6 +42,15 @@ struct BackendSpec {
   std::string address;
 };
 
+// One entry of "routes": recipients in these domains go to their own scripts and backends.
+struct Route {
+  // Lower-case; "example.org" matches that domain only, "*.example.org" its subdomains only.
+  std::vector<std::string> domains;
+  std::string fcgi_script_filename_validate;  // "" = the top-level key's script
+  std::string fcgi_script_filename_save;      // "" = the top-level key's script
+  std::vector<BackendSpec> fcgi_backends;     // empty = the top-level backends
+};
+
 struct Config {
   // The original Go processor's four keys, verbatim.
   ConnectionType fcgi_connection_type = ConnectionType::kUnix;
@@ -51,6 +60,12 @@ struct Config {
   std::string fcgi_script_filename_validate;
   // Required SCRIPT_FILENAME of the save script, an absolute path.
   std::string fcgi_script_filename_save;
+  // Optional stage scripts (off when empty): asked at connect, HELO, MAIL FROM and end of
+  // headers, answering like the validate script. A stage without a script costs no round trip.
+  std::string fcgi_script_filename_connect;
+  std::string fcgi_script_filename_helo;
+  std::string fcgi_script_filename_mail;
+  std::string fcgi_script_filename_eoh;
   // libmilter listen spec: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST".
   // The prefix is stored lower-case whatever case the file used.
   std::string milter_socket = "unix:/run/fcgi-milter/fcgi-milter.sock";
@@ -65,6 +80,10 @@ struct Config {
   double fcgi_connect_timeout = 5.0;  // seconds to establish one FastCGI connection
   double validate_timeout = 20.0;     // seconds for a whole validate request; < Postfix's 30 s
   double save_timeout = 240.0;        // seconds for a whole save request; < Postfix's 300 s
+  double connect_timeout = 20.0;      // seconds for a whole connect-script request
+  double helo_timeout = 20.0;         // seconds for a whole HELO-script request
+  double mail_timeout = 20.0;         // seconds for a whole MAIL FROM-script request
+  double eoh_timeout = 20.0;          // seconds for a whole end-of-headers-script request
   LineEnding body_line_endings = LineEnding::kLf;  // line endings of the `body` form field
   // "form": the original processor's urlencoded form. "raw": the message is the request body
   // (message/rfc822), streamed unencoded; the other fields are the query string ($_GET).
@@ -88,6 +107,14 @@ struct Config {
   // reply) means: "tempfail" (safe default), "accept" or "reject".
   FailureAction validate_failure_action = FailureAction::kTempfail;
   FailureAction save_failure_action = FailureAction::kTempfail;
+  FailureAction connect_failure_action = FailureAction::kTempfail;
+  FailureAction helo_failure_action = FailureAction::kTempfail;
+  FailureAction mail_failure_action = FailureAction::kTempfail;
+  FailureAction eoh_failure_action = FailureAction::kTempfail;
+  // Per recipient domain: other validate/save scripts and backends. The first accepted
+  // recipient's route is the message's; recipients of another route get 452 4.5.3 and come in
+  // another transaction, so each message is saved once, by one script.
+  std::vector<Route> routes;
   // Validate verdicts (accept/reject, never tempfail) reused per recipient and sender domain:
   // for this many seconds by default (0: only when a JSON reply sets cache_ttl), at most this
   // many entries (least recently used first out). A reload empties the cache.
