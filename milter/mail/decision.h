@@ -47,6 +47,20 @@ struct Verdict {
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> refused_recipients;  // removed with smfi_delrcpt, others get the mail
   std::string quarantine_reason;                // kQuarantine
+  // JSON save replies, envelope and body edits (milter/edits.cc applies them at end of message):
+  struct Address {
+    std::string address;  // without <>; checked: no space, CR, LF, NUL, < or >
+    std::string args;     // ESMTP parameters ("NOTIFY=NEVER"); empty: none
+  };
+  struct HeaderInsert {
+    std::string name;
+    std::string value;
+    int index = 0;  // position among all headers: 0 = above the first
+  };
+  std::vector<HeaderInsert> inserted_headers;  // smfi_insheader, after the header edits
+  std::vector<Address> added_recipients;       // smfi_addrcpt / smfi_addrcpt_par
+  std::optional<Address> new_sender;           // smfi_chgfrom
+  std::optional<std::string> new_body;         // smfi_replacebody; CRLF line endings
   // JSON validate replies only: how long this accept or reject may be reused for the same
   // recipient and sender domain ("cache_ttl"); unset: the config's validate_cache_ttl.
   std::optional<int> cache_ttl_seconds;

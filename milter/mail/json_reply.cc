@@ -12,6 +12,9 @@ using Json = nlohmann::json;
 constexpr size_t kMaxLines = 32;       // libmilter's smfi_setmlreply limit
 constexpr size_t kMaxLineBytes = 400;  // an SMTP reply line is at most 512 bytes
 constexpr size_t kMaxHeaderBytes = 8192;
+constexpr size_t kMaxAddressBytes = 512;  // RFC 5321's path limit is 256; room for SMTPUTF8
+constexpr size_t kMaxArgsBytes = 1024;
+constexpr size_t kMaxAddedRecipients = 1000;
 
 // CR, LF and NUL would end the SMTP reply line (or a header) early: they become spaces.
 std::string SafeLine(std::string_view s, size_t max) {
@@ -31,6 +34,39 @@ bool ValidHeaderName(const std::string& name) {
     if (u <= 32 || u >= 127 || c == ':') return false;
   }
   return true;
+}
+
+// An envelope address the daemon wraps in <> for libmilter: no byte that would end or split it.
+bool ValidAddress(const std::string& a) {
+  if (a.empty() || a.size() > kMaxAddressBytes) return false;
+  for (char c : a) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 32 || u == 127 || c == '<' || c == '>') return false;
+  }
+  return true;
+}
+
+// ESMTP parameters ("NOTIFY=NEVER ORCPT=rfc822;a@b"): spaces between them, no control character.
+bool ValidArgs(const std::string& a) {
+  if (a.size() > kMaxArgsBytes) return false;
+  for (char c : a) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 32 || u == 127) return false;
+  }
+  return true;
+}
+
+// LF line endings become CRLF, as the milter protocol carries a body; CRLF stays as it is.
+std::string ToCrlf(std::string_view body) {
+  std::string out;
+  out.reserve(body.size() + body.size() / 32);
+  char prev = '\0';
+  for (char c : body) {
+    if (c == '\n' && prev != '\r') out.push_back('\r');
+    out.push_back(c);
+    prev = c;
+  }
+  return out;
 }
 
 bool ValidCode(const std::string& code, char cls) {
@@ -141,6 +177,72 @@ class Reader {
     return true;
   }
 
+  // insert_headers: [{"name", "value", "index"}], index 0 (the default) = above every header.
+  bool Inserts(const Json& obj, std::vector<Verdict::HeaderInsert>* out) {
+    const char* const key = "insert_headers";
+    auto it = obj.find(key);
+    if (it == obj.end()) return true;
+    if (!it->is_array()) return Fail("key 'insert_headers' must be an array");
+    for (const Json& item : *it) {
+      if (!item.is_object()) return Fail("key 'insert_headers': every entry must be an object");
+      for (const auto& field : item.items()) {
+        const std::string& k = field.key();
+        if (k != "name" && k != "value" && k != "index") {
+          return Fail(std::string("key '") + key + "': unknown field '" + k + "'");
+        }
+      }
+      Verdict::HeaderInsert insert;
+      std::string value;
+      if (!String(item, "name", &insert.name, true)) return false;
+      if (!ValidHeaderName(insert.name)) {
+        return Fail(std::string("key '") + key + "': invalid header name \"" +
+                    SafeLine(insert.name, 80) + "\"");
+      }
+      if (!String(item, "value", &value, true)) return false;
+      insert.value = SafeLine(value, kMaxHeaderBytes);
+      if (auto idx = item.find("index"); idx != item.end()) {
+        if (!idx->is_number_unsigned() || idx->get<uint64_t>() > 1000) {
+          return Fail(
+              "key 'insert_headers': 'index' must be a whole number from 0 (the top) to 1000");
+        }
+        insert.index = static_cast<int>(idx->get<uint64_t>());
+      }
+      out->push_back(std::move(insert));
+    }
+    return true;
+  }
+
+  // An envelope address: "a@b", or {"address": "a@b", "args": "NOTIFY=NEVER"}.
+  bool Address(const Json& value, const char* key, Verdict::Address* out) {
+    if (value.is_string()) {
+      out->address = value.get<std::string>();
+    } else if (value.is_object()) {
+      for (const auto& field : value.items()) {
+        const std::string& k = field.key();
+        if (k != "address" && k != "args") {
+          return Fail(std::string("key '") + key + "': unknown field '" + k + "'");
+        }
+      }
+      if (!String(value, "address", &out->address, true) ||
+          !String(value, "args", &out->args, false)) {
+        return false;
+      }
+      if (!ValidArgs(out->args)) {
+        return Fail(std::string("key '") + key + "': 'args' must be ESMTP parameters such as " +
+                    "\"NOTIFY=NEVER\", at most 1024 bytes, no CR, LF or other control character");
+      }
+    } else {
+      return Fail(std::string("key '") + key +
+                  "' must be an address string or an object {\"address\", \"args\"}");
+    }
+    if (!ValidAddress(out->address)) {
+      return Fail(std::string("key '") + key + "': invalid address \"" +
+                  SafeLine(out->address, 80) +
+                  "\" (1 to 512 bytes; no space, control character, < or >)");
+    }
+    return true;
+  }
+
  private:
   std::string* error_;
 };
@@ -168,10 +270,11 @@ std::string Lower(std::string s) {
 }
 
 // Every key is one the schema has, and allowed at this stage.
-bool CheckKeys(const Json& root, bool save, Reader* r) {
+bool CheckKeys(const Json& root, Stage stage, Reader* r) {
   static const char* const kCommon[] = {"action", "smtp_code", "enhanced_code", "text"};
-  static const char* const kSaveOnly[] = {"reason", "add_headers", "change_headers",
-                                          "remove_headers", "reject_recipients"};
+  static const char* const kSaveOnly[] = {"reason",         "add_headers",       "change_headers",
+                                          "remove_headers", "reject_recipients", "insert_headers",
+                                          "add_recipients", "change_from",       "replace_body"};
   static const char* const kValidateOnly[] = {"cache_ttl"};
   for (const auto& item : root.items()) {
     const std::string& key = item.key();  // a structured binding cannot be captured (clang 14)
@@ -181,8 +284,10 @@ bool CheckKeys(const Json& root, bool save, Reader* r) {
       }
       return false;
     };
-    if (in(kSaveOnly) && !save) return r->Fail("key '" + key + "' is only allowed in a save reply");
-    if (in(kValidateOnly) && save) {
+    if (in(kSaveOnly) && stage != Stage::kSave) {
+      return r->Fail("key '" + key + "' is only allowed in a save reply");
+    }
+    if (in(kValidateOnly) && stage != Stage::kValidate) {
       return r->Fail("key '" + key + "' is only allowed in a validate reply");
     }
     if (!in(kCommon) && !in(kSaveOnly) && !in(kValidateOnly)) {
@@ -261,7 +366,8 @@ bool ReadSmtpReply(const Json& root, Stage stage, Reader* r, Verdict* v, std::st
   return true;
 }
 
-// What a save reply may ask of the MTA: header edits, refused recipients, the quarantine reason.
+// What a save reply may ask of the MTA: header edits, refused and added recipients, a new sender,
+// a new body, the quarantine reason.
 bool ReadSaveEdits(const Json& root, Reader* r, Verdict* v) {
   if (!r->Headers(root, "add_headers", HeaderEdit::Kind::kAdd, &v->header_edits) ||
       !r->Headers(root, "change_headers", HeaderEdit::Kind::kChange, &v->header_edits) ||
@@ -276,6 +382,28 @@ bool ReadSaveEdits(const Json& root, Reader* r, Verdict* v) {
       }
       v->refused_recipients.push_back(SafeLine(a.get<std::string>(), 512));
     }
+  }
+  if (!r->Inserts(root, &v->inserted_headers)) return false;
+  if (auto it = root.find("add_recipients"); it != root.end()) {
+    if (!it->is_array() || it->size() > kMaxAddedRecipients) {
+      return r->Fail("key 'add_recipients' must be an array of at most 1000 addresses");
+    }
+    for (const Json& a : *it) {
+      Verdict::Address added;
+      if (!r->Address(a, "add_recipients", &added)) return false;
+      v->added_recipients.push_back(std::move(added));
+    }
+  }
+  if (auto it = root.find("change_from"); it != root.end()) {
+    Verdict::Address sender;
+    if (!r->Address(*it, "change_from", &sender)) return false;
+    v->new_sender = std::move(sender);
+  }
+  if (auto it = root.find("replace_body"); it != root.end()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return r->Fail("key 'replace_body' must be a non-empty string: the new message body");
+    }
+    v->new_body = ToCrlf(it->get_ref<const std::string&>());
   }
   if (auto it = root.find("reason"); it != root.end()) {
     if (v->action != Verdict::Action::kQuarantine || !it->is_string()) {
@@ -315,9 +443,9 @@ std::optional<Verdict> ParseStrict(Stage stage, std::string_view body, std::stri
   const bool save = stage == Stage::kSave;
   Verdict v;
   std::string action;
-  if (!CheckKeys(root, save, &r) || !ReadAction(root, save, &r, &v, &action) ||
+  if (!CheckKeys(root, stage, &r) || !ReadAction(root, save, &r, &v, &action) ||
       !ReadSmtpReply(root, stage, &r, &v, &action) || (save && !ReadSaveEdits(root, &r, &v)) ||
-      (!save && !ReadCacheTtl(root, &r, &v))) {
+      (stage == Stage::kValidate && !ReadCacheTtl(root, &r, &v))) {
     return std::nullopt;
   }
   v.reason = "script replied JSON action " + action;

@@ -27,6 +27,11 @@ bool IsJsonContentType(std::string_view content_type);
 //   change_headers  save only: [{"name": "Subject", "value": "[SPAM] hi", "index": 1}]
 //   remove_headers  save only: [{"name": "X-Internal", "index": 1}]
 //   reject_recipients  save only: ["a@example.test"]: these do not get the message
+//   insert_headers  save only: [{"name": "X-First", "value": "1", "index": 0}] (0 = the top)
+//   add_recipients  save only: ["a@b"] or [{"address": "a@b", "args": "NOTIFY=NEVER"}]
+//   change_from     save only: "a@b" or {"address": "a@b", "args": "RET=HDRS"}
+//   replace_body    save only: the new body (LF line endings become CRLF)
+//   cache_ttl       validate only: seconds this answer may be reused
 // Returns the verdict, or nullopt with *error saying what was wrong.
 std::optional<Verdict> ParseJsonVerdict(Stage stage, std::string_view body, std::string* error);
 
