@@ -221,15 +221,23 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
         libmilter::FindConnection(ctx, Filter::Current()->config().milter_socket_port);
     const bool is_unix = conn.transport == libmilter::Transport::kUnix;
     s->tcp_fd = conn.tcp_fd;
+    // A stage with a script keeps its answer; the others cost no round trip.
+    const std::shared_ptr<const Filter> filter = Filter::Current();
+    unsigned long asked = 0;
+    if (filter->HasStageScript(mail::Stage::kConnect)) asked |= SMFIP_NR_CONN;
+    if (filter->HasStageScript(mail::Stage::kHelo)) asked |= SMFIP_NR_HELO;
+    if (filter->HasStageScript(mail::Stage::kMailFrom)) asked |= SMFIP_NR_MAIL;
+    if (filter->HasStageScript(mail::Stage::kEndOfHeaders)) asked |= SMFIP_NR_EOH;
     if (is_unix || s->tcp_fd >= 0) {
-      s->no_reply = f1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_DATA |
-                          SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+      s->no_reply = f1 & ~asked &
+                    (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_DATA | SMFIP_NR_HDR |
+                     SMFIP_NR_EOH | SMFIP_NR_BODY);
       *pf1 |= s->no_reply;
       // DATA and end-of-headers carry nothing we use (the encoder ends the header section
       // itself), so on a unix socket the MTA need not send them. Not on TCP: the macro packet
       // that precedes DATA would then reach us with no callback to re-arm quick ACKs after it,
       // and the next packet would stall again (measured: 45 ms per message).
-      if (is_unix) *pf1 |= f1 & (SMFIP_NODATA | SMFIP_NOEOH);
+      if (is_unix) *pf1 |= f1 & (SMFIP_NODATA | ((asked & SMFIP_NR_EOH) != 0 ? 0 : SMFIP_NOEOH));
     }
     QuickAck(s);
     LOG_DEBUG("negotiated with the MTA: protocol flags 0x%lx (no-reply 0x%lx), %s", *pf1,
@@ -252,6 +260,19 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
   });
 }
 
+// After a stage script: go on where it accepted, else its refusal (logged), answered now or, at a
+// stage the MTA does not wait on, at end of message.
+sfsistat AfterStageScript(SMFICTX* ctx, Session* s, mail::Stage stage, unsigned long nr_bit,
+                          const mail::Verdict& v, const mail::Envelope& e) {
+  metrics::CountStage(mail::StageName(stage), mail::ActionName(v.action));
+  if (v.action == mail::Verdict::Action::kAccept) return Continue(s, nr_bit);
+  LOG_INFO("%s: %s script: client %s helo=<%s> from=<%s>: %s %s %s (%s)",
+           e.queue_id.empty() ? "NOQUEUE" : e.queue_id.c_str(), mail::StageName(stage),
+           e.client_ip.c_str(), e.helo.c_str(), e.mail_from.c_str(), mail::ActionName(v.action),
+           v.smtp_code.c_str(), v.enhanced_code.c_str(), v.reason.c_str());
+  return Fail(ctx, nr_bit, v);
+}
+
 sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
   return Guarded(ctx, "connect", SMFIP_NR_CONN, [&] {
     Session* s = EnsureSession(ctx);
@@ -266,7 +287,11 @@ sfsistat OnConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
     s->connection.client_ip = buf;
     if (s->connection.client_ip.empty()) s->connection.client_ip = Macro(ctx, "{client_addr}");
     s->connection.daemon_name = Macro(ctx, "{daemon_name}");
-    return Continue(s, SMFIP_NR_CONN);
+    const std::shared_ptr<const Filter> filter = Filter::Current();
+    if (!filter->HasStageScript(mail::Stage::kConnect)) return Continue(s, SMFIP_NR_CONN);
+    QuickAck(s);
+    const mail::Verdict v = filter->AskStage(mail::Stage::kConnect, s->connection);
+    return AfterStageScript(ctx, s, mail::Stage::kConnect, SMFIP_NR_CONN, v, s->connection);
   });
 }
 
@@ -277,7 +302,11 @@ sfsistat OnHelo(SMFICTX* ctx, char* helo) {
     s->connection.tls_version = Macro(ctx, "{tls_version}");
     s->connection.tls_cipher = Macro(ctx, "{cipher}");
     s->connection.tls_on = !s->connection.tls_version.empty();
-    return Continue(s, SMFIP_NR_HELO);
+    const std::shared_ptr<const Filter> filter = Filter::Current();
+    if (!filter->HasStageScript(mail::Stage::kHelo)) return Continue(s, SMFIP_NR_HELO);
+    QuickAck(s);
+    const mail::Verdict v = filter->AskStage(mail::Stage::kHelo, s->connection);
+    return AfterStageScript(ctx, s, mail::Stage::kHelo, SMFIP_NR_HELO, v, s->connection);
   });
 }
 
@@ -287,11 +316,24 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) {
     s->message.reset();
     mail::Envelope envelope = s->connection;
     envelope.mail_from = mail::StripAngleBrackets(argv != nullptr && argv[0] ? argv[0] : "");
+    for (char** arg = argv != nullptr && argv[0] != nullptr ? argv + 1 : nullptr;
+         arg != nullptr && *arg != nullptr; ++arg) {
+      envelope.mail_args.emplace_back(*arg);
+    }
     envelope.auth_login = Macro(ctx, "{auth_authen}");
     Transaction& t = s->message.emplace(Filter::Current(), std::move(envelope));
     if (s->connection_failure) t.Fail(*s->connection_failure);
     RefreshQueueId(ctx, &t);
-    return Continue(s, SMFIP_NR_MAIL);
+    if (t.failure() || !t.filter().HasStageScript(mail::Stage::kMailFrom)) {
+      return Continue(s, SMFIP_NR_MAIL);
+    }
+    QuickAck(s);
+    const mail::Verdict v = t.filter().AskStage(mail::Stage::kMailFrom, t.envelope());
+    const sfsistat answer =
+        AfterStageScript(ctx, s, mail::Stage::kMailFrom, SMFIP_NR_MAIL, v, t.envelope());
+    // Refused now: the MTA starts over with another MAIL FROM, this transaction is over.
+    if (v.action != mail::Verdict::Action::kAccept && answer != SMFIS_NOREPLY) s->message.reset();
+    return answer;
   });
 }
 
@@ -350,7 +392,17 @@ sfsistat OnEndOfHeaders(SMFICTX* ctx) {
   return Guarded(ctx, "eoh", SMFIP_NR_EOH, [&] {
     Session* s = GetSession(ctx);
     if (s == nullptr || !s->message) return NoTransaction(ctx, SMFIP_NR_EOH);
-    s->message->EndHeaders();
+    Transaction& t = *s->message;
+    t.EndHeaders();
+    if (!t.failure() && t.filter().HasStageScript(mail::Stage::kEndOfHeaders)) {
+      RefreshQueueId(ctx, &t);
+      QuickAck(s);
+      const mail::Verdict v = t.AskEndOfHeaders();
+      metrics::CountStage(mail::StageName(mail::Stage::kEndOfHeaders), mail::ActionName(v.action));
+      // Refused before the body is sent: kept as the transaction's failure, answered now (or at
+      // end of message where the MTA does not wait for this stage).
+      if (v.action != mail::Verdict::Action::kAccept) t.Fail(v);
+    }
     return AfterMessageData(ctx, s, SMFIP_NR_EOH);
   });
 }
@@ -471,11 +523,18 @@ base::Status BackendAddresses(const config::Config& config,
   return base::Status::Ok();
 }
 
-base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
-  std::unique_ptr<Filter> f(new Filter);
-  f->config_ = config;
+namespace {
+
+base::Status CreatePool(const config::Config& config, const std::vector<config::BackendSpec>& specs,
+                        std::shared_ptr<fcgi::BackendPool>* out) {
   fcgi::BackendPoolOptions options;
-  if (base::Status s = BackendAddresses(config, &options.addresses); !s.ok()) return s;
+  for (const config::BackendSpec& spec : specs) {
+    fcgi::BackendAddress address;
+    base::Status s = fcgi::BackendAddress::Parse(
+        spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
+    if (!s.ok()) return s;
+    options.addresses.push_back(address);
+  }
   options.client.connect_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.fcgi_connect_timeout * 1000));
   options.client.max_reply_bytes = config.max_reply_size;
@@ -490,7 +549,20 @@ base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
                   backend.ToString().c_str(), why.ToString().c_str());
     }
   };
-  if (base::Status s = fcgi::BackendPool::Create(options, &f->backends_); !s.ok()) return s;
+  std::unique_ptr<fcgi::BackendPool> pool;
+  if (base::Status s = fcgi::BackendPool::Create(options, &pool); !s.ok()) return s;
+  *out = std::move(pool);
+  return base::Status::Ok();
+}
+
+}  // namespace
+
+base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter>* out) {
+  std::unique_ptr<Filter> f(new Filter);
+  f->config_ = config;
+  if (base::Status s = CreatePool(config, config::Backends(config), &f->backends_); !s.ok()) {
+    return s;
+  }
   std::string server_name = config.server_name;
   if (server_name.empty()) {
     char host[256] = {0};
@@ -509,6 +581,33 @@ base::Status Filter::Create(const config::Config& config, std::unique_ptr<Filter
   f->validate_cache_ = std::make_unique<mail::VerdictCache>(config.validate_cache_size);
   f->validate_policy_ = ToPolicy(config.validate_failure_action);
   f->save_policy_ = ToPolicy(config.save_failure_action);
+  const struct {
+    const std::string& script;
+    double timeout;
+    config::FailureAction policy;
+  } stages[] = {
+      {config.fcgi_script_filename_connect, config.connect_timeout, config.connect_failure_action},
+      {config.fcgi_script_filename_helo, config.helo_timeout, config.helo_failure_action},
+      {config.fcgi_script_filename_mail, config.mail_timeout, config.mail_failure_action},
+      {config.fcgi_script_filename_eoh, config.eoh_timeout, config.eoh_failure_action},
+  };
+  for (size_t i = 0; i < std::size(stages); ++i) {
+    f->stage_calls_[i] = Call{MakeTarget(stages[i].script), f->backends_.get(), stages[i].timeout,
+                              ToPolicy(stages[i].policy)};
+  }
+  for (const config::Route& r : config.routes) {
+    RouteTargets t;
+    t.validate = r.fcgi_script_filename_validate.empty()
+                     ? f->validate_
+                     : MakeTarget(r.fcgi_script_filename_validate);
+    t.save =
+        r.fcgi_script_filename_save.empty() ? f->save_ : MakeTarget(r.fcgi_script_filename_save);
+    t.backends = f->backends_;
+    if (!r.fcgi_backends.empty()) {
+      if (base::Status s = CreatePool(config, r.fcgi_backends, &t.backends); !s.ok()) return s;
+    }
+    f->routes_.push_back(std::move(t));
+  }
   *out = std::move(f);
   return base::Status::Ok();
 }
@@ -577,11 +676,103 @@ fcgi::Params Filter::RequestParams(const ScriptTarget& script, const mail::Envel
   return p;
 }
 
-mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
-                          std::shared_ptr<const fcgi::Body> body, double timeout_seconds,
+int Filter::RouteOf(std::string_view recipient) const {
+  if (routes_.empty()) return -1;
+  const size_t at = recipient.rfind('@');
+  if (at == std::string_view::npos) return -1;
+  std::string domain(recipient.substr(at + 1));
+  for (char& c : domain) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  for (size_t i = 0; i < config_.routes.size(); ++i) {
+    for (const std::string& d : config_.routes[i].domains) {
+      const bool match = d.rfind("*.", 0) == 0 ? domain.size() > d.size() - 1 &&
+                                                     domain.compare(domain.size() - (d.size() - 1),
+                                                                    d.size() - 1, d, 1) == 0
+                                               : domain == d;
+      if (match) return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+bool Filter::SameSave(int a, int b) const {
+  if (a == b) return true;
+  const Call x = SaveCall(a);
+  const Call y = SaveCall(b);
+  return x.script.filename == y.script.filename && x.backends == y.backends;
+}
+
+Filter::Call Filter::ValidateCall(int route) const {
+  if (route < 0)
+    return Call{validate_, backends_.get(), config_.validate_timeout, validate_policy_};
+  const RouteTargets& r = routes_[static_cast<size_t>(route)];
+  return Call{r.validate, r.backends.get(), config_.validate_timeout, validate_policy_};
+}
+
+Filter::Call Filter::SaveCall(int route) const {
+  if (route < 0) return Call{save_, backends_.get(), config_.save_timeout, save_policy_};
+  const RouteTargets& r = routes_[static_cast<size_t>(route)];
+  return Call{r.save, r.backends.get(), config_.save_timeout, save_policy_};
+}
+
+namespace {
+
+int StageSlot(mail::Stage stage) {
+  switch (stage) {
+    case mail::Stage::kConnect: return 0;
+    case mail::Stage::kHelo: return 1;
+    case mail::Stage::kMailFrom: return 2;
+    case mail::Stage::kEndOfHeaders: return 3;
+    case mail::Stage::kValidate:
+    case mail::Stage::kSave: break;
+  }
+  return -1;
+}
+
+}  // namespace
+
+bool Filter::HasStageScript(mail::Stage stage) const {
+  const int slot = StageSlot(stage);
+  return slot >= 0 && stage_calls_[slot].script.configured();
+}
+
+mail::Verdict Filter::AskStage(mail::Stage stage, const mail::Envelope& envelope,
+                               std::string headers, Exchange* trace) const {
+  if (!HasStageScript(stage)) {
+    mail::Verdict accept;
+    accept.action = mail::Verdict::Action::kAccept;
+    accept.reason = std::string("no ") + mail::StageName(stage) + " script configured";
+    if (trace != nullptr) {
+      trace->skipped = true;
+      trace->verdict = accept;
+    }
+    return accept;
+  }
+  const Call& call = stage_calls_[StageSlot(stage)];
+  if (stage == mail::Stage::kEndOfHeaders) {
+    auto body = std::make_shared<fcgi::StringBody>(std::move(headers));
+    fcgi::Params params =
+        RequestParams(call.script, envelope, "POST", mail::BuildSaveQuery(envelope), body->size());
+    params.emplace_back("CONTENT_TYPE", "text/rfc822-headers");
+    return Run(stage, call, std::move(params), std::move(body), nullptr, trace);
+  }
+  const bool with_helo = stage != mail::Stage::kConnect;
+  const bool with_sender = stage == mail::Stage::kMailFrom;
+  return Run(
+      stage, call,
+      RequestParams(call.script, envelope, "GET",
+                    mail::BuildStageQuery(envelope, mail::StageName(stage), with_helo, with_sender),
+                    0),
+      nullptr, nullptr, trace);
+}
+
+mail::Verdict Filter::Run(mail::Stage stage, const Call& call, fcgi::Params params,
+                          std::shared_ptr<const fcgi::Body> body,
                           const std::function<void()>& heartbeat, Exchange* trace) const {
+  const ScriptTarget& script = call.script;
   const auto deadline =
-      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(call.timeout_seconds * 1000));
   if (trace != nullptr) {
     trace->params = params;
     trace->content_length = body ? body->size() : 0;
@@ -601,15 +792,15 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
       preview.resize(filled);
     }
   }
-  // Validating twice is harmless; a save may have stored the message.
-  const fcgi::Idempotency idempotency = stage == mail::Stage::kValidate
-                                            ? fcgi::Idempotency::kIdempotent
-                                            : fcgi::Idempotency::kNotIdempotent;
+  // Asking twice is harmless; a save may have stored the message.
+  const fcgi::Idempotency idempotency = stage == mail::Stage::kSave
+                                            ? fcgi::Idempotency::kNotIdempotent
+                                            : fcgi::Idempotency::kIdempotent;
   fcgi::Result result;
   {
     InProgress request(&g_in_flight);
-    result = backends_->Execute(params, std::move(body), deadline, idempotency, heartbeat,
-                                std::chrono::seconds(10));
+    result = call.backends->Execute(params, std::move(body), deadline, idempotency, heartbeat,
+                                    std::chrono::seconds(10));
   }
   mail::BackendOutcome outcome;
   outcome.transport = result.status;
@@ -620,14 +811,13 @@ mail::Verdict Filter::Run(mail::Stage stage, const ScriptTarget& script, fcgi::P
     LOG_WARNING("%s script %s wrote to stderr: %s", mail::StageName(stage), script.filename.c_str(),
                 result.response.stderr_output.c_str());
   }
-  mail::Verdict v = mail::Decide(stage, outcome,
-                                 stage == mail::Stage::kValidate ? validate_policy_ : save_policy_);
+  mail::Verdict v = mail::Decide(stage, outcome, call.policy);
   metrics::ObserveLatency(mail::StageName(stage),
                           static_cast<double>(result.elapsed.count()) / 1e6);
   if (v.backend_failure) {
     metrics::CountBackendError(BackendErrorKind(result));
     LOG_ERROR("%s script %s via %s failed: %s", mail::StageName(stage), script.filename.c_str(),
-              backends_->Describe().c_str(), v.reason.c_str());
+              call.backends->Describe().c_str(), v.reason.c_str());
   }
   LOG_DEBUG("%s script answered in %lld us after %d attempt(s): %s %s", mail::StageName(stage),
             static_cast<long long>(result.elapsed.count()), result.attempts,
@@ -653,7 +843,8 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
     }
     return full;
   }
-  if (!validate_.configured()) {
+  const Call call = ValidateCall(RouteOf(recipient));
+  if (!call.script.configured()) {
     accept.reason = "no validate script configured";
   } else if (config_.validate_skip_authenticated && !envelope.auth_login.empty()) {
     accept.reason = "sender authenticated as " + envelope.auth_login + ": not validated";
@@ -671,10 +862,10 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
       return *cached;
     }
     metrics::CountValidateCache("miss");
-    mail::Verdict v = Run(
-        mail::Stage::kValidate, validate_,
-        RequestParams(validate_, envelope, "GET", mail::BuildValidateQuery(envelope, recipient), 0),
-        nullptr, config_.validate_timeout, nullptr, trace);
+    mail::Verdict v = Run(mail::Stage::kValidate, call,
+                          RequestParams(call.script, envelope, "GET",
+                                        mail::BuildValidateQuery(envelope, recipient), 0),
+                          nullptr, nullptr, trace);
     const int ttl = v.cache_ttl_seconds.value_or(config_.validate_cache_ttl);
     (void)validate_cache_->Store(key, v, std::chrono::seconds(ttl));
     return v;
@@ -722,10 +913,12 @@ mail::Verdict Filter::Save(const mail::Envelope& envelope,
         std::make_shared<fcgi::StringBody>(std::string(mail::kSaveFormBodyPrefix)),
         std::move(encoded_message), std::make_shared<fcgi::StringBody>(std::move(fields))});
   }
-  fcgi::Params params = RequestParams(save_, envelope, "POST", std::move(query), body->size());
+  // Every recipient of a message is on one route (Transaction::AddRecipient sees to that).
+  const Call call = SaveCall(envelope.recipients.empty() ? -1 : RouteOf(envelope.recipients[0]));
+  fcgi::Params params =
+      RequestParams(call.script, envelope, "POST", std::move(query), body->size());
   params.emplace_back("CONTENT_TYPE", content_type);
-  return Run(mail::Stage::kSave, save_, std::move(params), std::move(body), config_.save_timeout,
-             heartbeat, trace);
+  return Run(mail::Stage::kSave, call, std::move(params), std::move(body), heartbeat, trace);
 }
 
 }  // namespace milter

@@ -61,6 +61,19 @@ class Filter {
   static void BeginStop();
 
   const config::Config& config() const { return config_; }
+  // Whether a stage script is set for kConnect, kHelo, kMailFrom or kEndOfHeaders.
+  bool HasStageScript(mail::Stage stage) const;
+  // One stage-script request and its verdict (accept without a request when none is set):
+  // connect, HELO and MAIL FROM are GETs with BuildStageQuery; end of headers is a POST of the
+  // header section (`headers`, Content-Type text/rfc822-headers) with the save query string.
+  mail::Verdict AskStage(mail::Stage stage, const mail::Envelope& envelope,
+                         std::string headers = "", Exchange* trace = nullptr) const;
+  // The route (an index into config().routes) a recipient's domain selects, or -1: the
+  // top-level scripts and backends.
+  int RouteOf(std::string_view recipient) const;
+  // Whether recipients of routes a and b can share one message: the same save script on the
+  // same backends.
+  bool SameSave(int a, int b) const;
   const fcgi::BackendPool& backends() const { return *backends_; }
   mail::SaveMode save_mode() const { return save_mode_; }
 
@@ -81,17 +94,34 @@ class Filter {
   Filter() = default;
   fcgi::Params RequestParams(const ScriptTarget& script, const mail::Envelope& envelope,
                              const char* method, std::string query, uint64_t content_length) const;
-  mail::Verdict Run(mail::Stage stage, const ScriptTarget& script, fcgi::Params params,
-                    std::shared_ptr<const fcgi::Body> body, double timeout_seconds,
-                    const std::function<void()>& heartbeat, Exchange* trace) const;
+  // A script as one stage of one route uses it: where, on which backends, with what deadline and
+  // what a backend failure means.
+  struct Call {
+    ScriptTarget script;
+    fcgi::BackendPool* backends = nullptr;
+    double timeout_seconds = 0;
+    mail::FailurePolicy policy = mail::FailurePolicy::kTempfail;
+  };
+  struct RouteTargets {
+    ScriptTarget validate;
+    ScriptTarget save;
+    std::shared_ptr<fcgi::BackendPool> backends;  // the top-level pool when the route has none
+  };
+  Call ValidateCall(int route) const;
+  Call SaveCall(int route) const;
+  mail::Verdict Run(mail::Stage stage, const Call& call, fcgi::Params params,
+                    std::shared_ptr<const fcgi::Body> body, const std::function<void()>& heartbeat,
+                    Exchange* trace) const;
 
   config::Config config_;
-  std::unique_ptr<fcgi::BackendPool> backends_;
+  std::shared_ptr<fcgi::BackendPool> backends_;
   fcgi::Params constant_params_;
   ScriptTarget validate_;
   ScriptTarget save_;
   mail::FailurePolicy validate_policy_ = mail::FailurePolicy::kTempfail;
   mail::FailurePolicy save_policy_ = mail::FailurePolicy::kTempfail;
+  Call stage_calls_[4];               // connect, HELO, MAIL FROM, end of headers
+  std::vector<RouteTargets> routes_;  // config().routes, in order
   mail::SaveMode save_mode_ = mail::SaveMode::kForm;
   std::unique_ptr<mail::VerdictCache> validate_cache_;  // this filter's: a reload starts empty
 };

@@ -41,6 +41,12 @@ LabelledCounter<8> g_backend_errors{
     {"connect", "timeout", "io", "protocol", "too_large", "unavailable", "status", "reply"}};
 std::atomic<uint64_t> g_spills{0};
 LabelledCounter<2> g_validate_cache{{"hit", "miss"}};
+// The stage scripts' verdicts: connect, helo, mail, eoh.
+constexpr const char* kStageScripts[] = {"connect", "helo", "mail", "eoh"};
+LabelledCounter<3> g_stage_verdicts[4] = {{{"accept", "reject", "tempfail"}},
+                                          {{"accept", "reject", "tempfail"}},
+                                          {{"accept", "reject", "tempfail"}},
+                                          {{"accept", "reject", "tempfail"}}};
 
 constexpr std::array<double, 12> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                              0.1,   0.25,   0.5,   1,    5,     30};
@@ -49,7 +55,8 @@ struct Histogram {
   std::atomic<uint64_t> count{0};
   std::atomic<uint64_t> sum_us{0};
 };
-Histogram g_latency[2];  // validate, save
+constexpr const char* kLatencyStages[] = {"validate", "save", "connect", "helo", "mail", "eoh"};
+Histogram g_latency[std::size(kLatencyStages)];
 
 template <size_t N>
 void Write(std::ostringstream& out, const char* name, const char* help, const char* label,
@@ -81,8 +88,18 @@ void CountValidateCache(const char* result) {
   g_validate_cache.Add(result);
 }
 
+void CountStage(const char* stage, const char* verdict) {
+  for (size_t i = 0; i < std::size(kStageScripts); ++i) {
+    if (std::strcmp(kStageScripts[i], stage) == 0) g_stage_verdicts[i].Add(verdict);
+  }
+}
+
 void ObserveLatency(const char* stage, double seconds) {
-  Histogram& h = g_latency[std::strcmp(stage, "save") == 0 ? 1 : 0];
+  size_t slot = 0;
+  for (size_t i = 0; i < std::size(kLatencyStages); ++i) {
+    if (std::strcmp(kLatencyStages[i], stage) == 0) slot = i;
+  }
+  Histogram& h = g_latency[slot];
   for (size_t i = 0; i < kBuckets.size(); ++i) {
     if (seconds <= kBuckets[i]) h.buckets[i]++;
   }
@@ -101,13 +118,22 @@ std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backe
   Write(out, "fcgi_milter_validate_cache_total",
         "Validate lookups answered from the cache (hit) or by the script (miss).", "result",
         g_validate_cache);
+  out << "# HELP fcgi_milter_stage_verdicts_total Stage-script verdicts by stage.\n"
+      << "# TYPE fcgi_milter_stage_verdicts_total counter\n";
+  for (size_t i = 0; i < std::size(kStageScripts); ++i) {
+    const auto& c = g_stage_verdicts[i];
+    for (size_t l = 0; l < c.labels.size(); ++l) {
+      out << "fcgi_milter_stage_verdicts_total{stage=\"" << kStageScripts[i] << "\",verdict=\""
+          << c.labels[l] << "\"} " << c.values[l].load() << "\n";
+    }
+  }
   out << "# HELP fcgi_milter_spill_files_total Messages that spilled to a temp file.\n"
       << "# TYPE fcgi_milter_spill_files_total counter\n"
       << "fcgi_milter_spill_files_total " << g_spills.load() << "\n";
   out << "# HELP fcgi_milter_request_duration_seconds FastCGI request time per stage.\n"
       << "# TYPE fcgi_milter_request_duration_seconds histogram\n";
-  const char* stages[] = {"validate", "save"};
-  for (int s = 0; s < 2; ++s) {
+  const auto& stages = kLatencyStages;
+  for (size_t s = 0; s < std::size(kLatencyStages); ++s) {
     const Histogram& h = g_latency[s];
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       out << "fcgi_milter_request_duration_seconds_bucket{stage=\"" << stages[s] << "\",le=\""

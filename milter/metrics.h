@@ -17,7 +17,8 @@ void CountRecipient(const char* verdict);  // accept, reject, tempfail
 void CountBackendError(const char* kind);  // connect, timeout, io, protocol, status, reply, ...
 void ObserveLatency(const char* stage, double seconds);  // validate, save
 void CountSpill();
-void CountValidateCache(const char* result);  // hit, miss
+void CountValidateCache(const char* result);              // hit, miss
+void CountStage(const char* stage, const char* verdict);  // connect/helo/mail/eoh; accept, ...
 
 // The exposition text; backends supplies the pool gauges (may be empty).
 std::string Render(const std::function<std::vector<fcgi::BackendStats>()>& backends);

@@ -28,6 +28,17 @@ Transaction::Transaction(std::shared_ptr<const Filter> filter, mail::Envelope en
       [spool](std::string_view encoded) { return spool->Append(encoded); },
       filter_->save_mode() == mail::SaveMode::kRaw ? mail::BodyEncoding::kRaw
                                                    : mail::BodyEncoding::kForm);
+  if (filter_->HasStageScript(mail::Stage::kEndOfHeaders)) {
+    std::string* headers = &headers_;
+    header_encoder_ = std::make_unique<mail::RawMessageEncoder>(
+        cfg.body_line_endings == config::LineEnding::kCrlf ? mail::LineEnding::kCrlf
+                                                           : mail::LineEnding::kLf,
+        [headers](std::string_view raw) {
+          headers->append(raw);
+          return base::Status::Ok();
+        },
+        mail::BodyEncoding::kRaw);
+  }
 }
 
 Transaction::~Transaction() {
@@ -39,8 +50,21 @@ int Transaction::Open() {
 }
 
 mail::Verdict Transaction::AddRecipient(const std::string& recipient, Exchange* trace) {
+  const int route = filter_->RouteOf(recipient);
+  if (route_ && !filter_->SameSave(*route_, route)) {
+    // One save request per message: a recipient whose save goes elsewhere comes separately.
+    mail::Verdict other = mail::OtherRoute(recipient);
+    if (trace != nullptr) {
+      trace->skipped = true;
+      trace->verdict = other;
+    }
+    return other;
+  }
   mail::Verdict v = filter_->Validate(envelope_, recipient, trace);
-  if (v.action == mail::Verdict::Action::kAccept) envelope_.recipients.push_back(recipient);
+  if (v.action == mail::Verdict::Action::kAccept) {
+    envelope_.recipients.push_back(recipient);
+    if (!route_) route_ = route;
+  }
   return v;
 }
 
@@ -71,11 +95,30 @@ void Transaction::AddHeader(std::string_view name, std::string_view value,
   }
   if (failure_) return;
   Check(encoder_->AddHeader(name, value, value_has_leading_space));
+  if (header_encoder_) {
+    (void)header_encoder_->AddHeader(name, value, value_has_leading_space);  // cannot fail
+  }
 }
 
 void Transaction::EndHeaders() {
   if (failure_) return;
   Check(encoder_->EndHeaders());
+}
+
+mail::Verdict Transaction::AskEndOfHeaders(Exchange* trace) {
+  if (failure_ || !header_encoder_) {
+    mail::Verdict accept;
+    accept.action = mail::Verdict::Action::kAccept;
+    accept.reason = failure_ ? "transaction already failed" : "no eoh script configured";
+    if (trace != nullptr) {
+      trace->skipped = true;
+      trace->verdict = failure_ ? *failure_ : accept;
+    }
+    return failure_ ? *failure_ : accept;
+  }
+  (void)header_encoder_->Finish();  // the string sink cannot fail
+  if (raw_subject_) envelope_.subject = mail::DecodeHeaderValue(*raw_subject_);
+  return filter_->AskStage(mail::Stage::kEndOfHeaders, envelope_, std::move(headers_), trace);
 }
 
 void Transaction::AddBody(std::string_view chunk) {

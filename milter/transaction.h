@@ -45,6 +45,9 @@ class Transaction {
   // failure() says whether the transaction can still be accepted.
   void AddHeader(std::string_view name, std::string_view value, bool value_has_leading_space);
   void EndHeaders();
+  // The end-of-headers script's verdict on the envelope and the header section (accept without
+  // a request when none is set, or when the transaction has already failed).
+  mail::Verdict AskEndOfHeaders(Exchange* trace = nullptr);
   void AddBody(std::string_view chunk);
   const std::optional<mail::Verdict>& failure() const { return failure_; }
   // Records a failure from outside (an internal error at a stage the MTA does not wait on).
@@ -70,6 +73,10 @@ class Transaction {
   std::shared_ptr<fcgi::Spool> spool_;
   std::unique_ptr<mail::RawMessageEncoder> encoder_;
   std::optional<std::string> raw_subject_;  // the first Subject header, as received
+  std::optional<int> route_;                // the first accepted recipient's route
+  // The header section for the end-of-headers script, kept only when one is set.
+  std::string headers_;
+  std::unique_ptr<mail::RawMessageEncoder> header_encoder_;
   std::optional<mail::Verdict> failure_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };

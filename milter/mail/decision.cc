@@ -114,6 +114,14 @@ Verdict TooManyRecipients(size_t count) {
                   " recipients, the most one save request carries within php_max_input_vars");
 }
 
+Verdict OtherRoute(const std::string& recipient) {
+  return Make(Verdict::Action::kTempfail, "452", "4.5.3",
+              "Too many recipients, send this one in another transaction",
+              "<" + recipient +
+                  "> routes to another save script than the first recipient: not in this "
+                  "transaction");
+}
+
 Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy) {
   if (!outcome.transport.ok()) {
     return Failure(stage, policy, std::string("backend failure: ") + outcome.transport.ToString());

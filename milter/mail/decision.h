@@ -92,6 +92,10 @@ Verdict TemporaryFailure(std::string reason);
 // carry; the sender sends the rest again.
 Verdict TooManyRecipients(size_t count);
 
+// 452 4.5.3: `recipient` routes to another save script than the transaction's first recipient;
+// the sender sends it in another transaction, so each message is saved once, by one script.
+Verdict OtherRoute(const std::string& recipient);
+
 // 451 4.3.2: the daemon is stopping; the sender tries again (another MX, or this one restarted).
 Verdict ShuttingDown();
 

@@ -33,6 +33,30 @@ std::string BuildValidateQuery(const Envelope& envelope, std::string_view recipi
   return form.Take();
 }
 
+std::string BuildStageQuery(const Envelope& envelope, std::string_view stage, bool with_helo,
+                            bool with_sender) {
+  FormBuilder form;
+  form.Add("stage", stage);
+  form.Add("remote_ip", envelope.client_ip);
+  form.Add("client_name", envelope.client_name);
+  form.Add("daemon_name", envelope.daemon_name);
+  if (with_helo) {
+    form.Add("helo", envelope.helo);
+    form.Add("tls_on", envelope.tls_on ? "true" : "false");
+    form.Add("tls_version", envelope.tls_version);
+    form.Add("tls_cipher", envelope.tls_cipher);
+  }
+  if (with_sender) {
+    form.Add("mail_from", envelope.mail_from);
+    std::string args;
+    for (const std::string& a : envelope.mail_args) args += (args.empty() ? "" : " ") + a;
+    form.Add("esmtp_args", args);
+    form.Add("auth_login", envelope.auth_login);
+    if (!envelope.queue_id.empty()) form.Add("queue_id", envelope.queue_id);
+  }
+  return form.Take();
+}
+
 namespace {
 
 // Form: body, then remote_ip subject tls_on helo mail_from, then rcpt_count queue_id client_name

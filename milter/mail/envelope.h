@@ -24,6 +24,7 @@ struct Envelope {
   std::string auth_login;               // {auth_authen}, SASL login, empty when not authenticated
   std::string daemon_name;              // {daemon_name}: which MTA service took the connection
   std::string mail_from;                // without angle brackets; "" for the null sender <>
+  std::vector<std::string> mail_args;   // MAIL FROM's ESMTP arguments: "SIZE=1234", "BODY=8BITMIME"
   std::vector<std::string> recipients;  // accepted ones, without angle brackets
   std::string queue_id;                 // {i}
   std::string subject;                  // decoded to UTF-8
@@ -42,6 +43,12 @@ std::string StripAngleBrackets(std::string_view address);
 
 // rcpt_to, mail_from, remote_ip, helo: the QUERY_STRING of a validate request.
 std::string BuildValidateQuery(const Envelope& envelope, std::string_view recipient);
+
+// The QUERY_STRING of a connect, HELO or MAIL FROM script's GET: `stage` and what is known at
+// that stage (remote_ip, client_name, daemon_name; from HELO on helo and the TLS facts; from MAIL
+// FROM on mail_from, esmtp_args (space-separated) and auth_login).
+std::string BuildStageQuery(const Envelope& envelope, std::string_view stage, bool with_helo,
+                            bool with_sender);
 
 // The save form begins "body=" and the encoded message, so the body is the first variable PHP
 // parses: max_input_vars (1000 by default) silently drops every variable after the limit, and

@@ -21,8 +21,13 @@ std::string Script(PhpFpm& php, const std::string& name, const std::string& sour
   php_ = std::make_unique<PhpFpm>(o.php);
   const std::string validate = Script(*php_, "validate.php", o.validate);
   const std::string save = Script(*php_, "save.php", o.save);
+  std::map<std::string, std::string> scripts;
+  for (const auto& [key, source] : o.scripts) {
+    scripts[key] = Script(*php_, key.substr(key.rfind('_') + 1) + ".php", source);
+  }
   if (auto r = php_->Start(); !r) return r << "\n(starting php-fpm)";
   nlohmann::json config = BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700));
+  for (const auto& [key, path] : scripts) config[key] = path;
   for (auto& [k, v] : o.daemon.items()) config[k] = v;
   daemon_ = std::make_unique<MilterDaemon>(config);
   if (auto r = daemon_->Start(); !r) return r << "\n(starting the daemon)" << Diagnostics();

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,8 @@ class MailLab {
     // copy (an example script) instead.
     std::string validate;
     std::string save = kRecordingSaveScript;
+    // More scripts: config key (e.g. "fcgi_script_filename_mail") -> PHP source or "/file".
+    std::map<std::string, std::string> scripts;
     nlohmann::json daemon = nlohmann::json::object();  // keys over BaseDaemonConfig
     std::vector<std::string> main_cf;                  // extra Postfix main.cf lines
   };
