@@ -22,13 +22,18 @@ std::string Script(PhpFpm& php, const std::string& name, const std::string& sour
   const std::string validate = Script(*php_, "validate.php", o.validate);
   const std::string save = Script(*php_, "save.php", o.save);
   std::map<std::string, std::string> scripts;
+  constexpr std::string_view kKey = "fcgi_script_filename_";
   for (const auto& [key, source] : o.scripts) {
-    scripts[key] = Script(*php_, key.substr(key.rfind('_') + 1) + ".php", source);
+    const bool configured = key.rfind(kKey, 0) == 0;
+    scripts[key] = Script(*php_, configured ? key.substr(kKey.size()) + ".php" : key, source);
   }
   if (auto r = php_->Start(); !r) return r << "\n(starting php-fpm)";
   nlohmann::json config = BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700));
-  for (const auto& [key, path] : scripts) config[key] = path;
+  for (const auto& [key, path] : scripts) {
+    if (key.rfind(kKey, 0) == 0) config[key] = path;
+  }
   for (auto& [k, v] : o.daemon.items()) config[k] = v;
+  if (o.shape) o.shape(config, scripts);
   daemon_ = std::make_unique<MilterDaemon>(config);
   if (auto r = daemon_->Start(); !r) return r << "\n(starting the daemon)" << Diagnostics();
   Postfix::Options po;

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,8 +32,12 @@ class MailLab {
     // copy (an example script) instead.
     std::string validate;
     std::string save = kRecordingSaveScript;
-    // More scripts: config key (e.g. "fcgi_script_filename_mail") -> PHP source or "/file".
+    // More scripts: config key (e.g. "fcgi_script_filename_mail") -> PHP source or "/file". A
+    // key that is not an fcgi_script_filename_* key is a file name: written, not configured.
     std::map<std::string, std::string> scripts;
+    // Shapes the daemon's config last, given every script's path by its key (e.g. for routes).
+    std::function<void(nlohmann::json& config, const std::map<std::string, std::string>& paths)>
+        shape;
     nlohmann::json daemon = nlohmann::json::object();  // keys over BaseDaemonConfig
     std::vector<std::string> main_cf;                  // extra Postfix main.cf lines
   };
