@@ -513,12 +513,20 @@ mail::FailurePolicy ToPolicy(config::FailureAction action) {
 base::Status BackendAddresses(const config::Config& config,
                               std::vector<fcgi::BackendAddress>* out) {
   out->clear();
-  for (const config::BackendSpec& spec : config::Backends(config)) {
+  std::vector<config::BackendSpec> specs = config::Backends(config);
+  for (const config::Route& r : config.routes) {
+    specs.insert(specs.end(), r.fcgi_backends.begin(), r.fcgi_backends.end());
+  }
+  for (const config::BackendSpec& spec : specs) {
     fcgi::BackendAddress address;
     base::Status s = fcgi::BackendAddress::Parse(
         spec.type == config::ConnectionType::kTcp ? "tcp" : "unix", spec.address, &address);
     if (!s.ok()) return s;
-    out->push_back(address);
+    const std::string text = address.ToString();
+    const bool seen = std::any_of(out->begin(), out->end(), [&text](const fcgi::BackendAddress& a) {
+      return a.ToString() == text;
+    });
+    if (!seen) out->push_back(address);
   }
   return base::Status::Ok();
 }

@@ -38,7 +38,8 @@ struct Exchange {
   bool skipped = false;  // no request was made (no validate script, or a skip rule matched)
 };
 
-// The FastCGI addresses a config names (fcgi_backends, or the single connection keys).
+// Every FastCGI address a config names (fcgi_backends, or the single connection keys, and the
+// routes' backends), each once.
 base::Status BackendAddresses(const config::Config& config, std::vector<fcgi::BackendAddress>* out);
 
 class Filter {

@@ -58,7 +58,6 @@ void PrintHelp() {
       kDefaultConfig);
 }
 
-// The path part of a unix/local milter socket spec, or empty.
 // Every backend that cannot be connected to, one problem per line.
 std::vector<std::string> ProbeConfiguredBackends(const config::Config& cfg) {
   std::vector<std::string> problems;

@@ -124,3 +124,22 @@ TEST(CheckCommand, ConfigErrorsAreListedOnePerLine) {
 }
 
 }  // namespace
+
+namespace {
+
+// A route's own backend is probed like the top-level one: a dead one is named.
+TEST(CheckCommand, ARoutesBackendIsProbedToo) {
+  PhpFpm php;
+  ASSERT_TRUE(php.Start());
+  testing_support::TempDir dir;
+  const std::string dead = dir.path() + "/no-such-php-fpm.sock";
+  const std::string config = WriteConfig(
+      dir, php,
+      {{"routes", nlohmann::json::array(
+                      {{{"domains", {"example.org"}}, {"fcgi_backends", {"unix:" + dead}}}})}});
+  auto r = testing_support::RunCommand({testing_support::MilterBinary(), "-t", "-c", config});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(dead), std::string::npos) << r.output;
+}
+
+}  // namespace
