@@ -425,6 +425,7 @@ TEST_F(EditsSendmailTest, ChangeFromSetsTheSenderAndItsEsmtpArgs) {
   const auto [qf, df] = Queue("chgfrom");
   EXPECT_NE(qf.find("S<bounces@example.test>\n"), std::string::npos) << qf;
   EXPECT_NE(qf.find("Ze2e-envid\n"), std::string::npos) << qf;  // ENVID
+  EXPECT_NE(qf.find("\nFbdns\n"), std::string::npos) << qf;     // RET=HDRS: d and n (was Fbs)
   EXPECT_EQ(qf.find("sender@client.test>\n"), std::string::npos) << qf;
 }
 
