@@ -403,7 +403,7 @@ void PrintRequest(const Exchange& e) {
     case Payload::kHeaders:
       std::printf("   headers  (the request body, %llu bytes)\n", length);
       for (const std::string& line : Lines(e.form_preview)) {
-        std::printf("            %s\n", line.c_str());
+        if (!line.empty()) std::printf("            %s\n", line.c_str());  // not the blank end
       }
       return;
     case Payload::kRawMessage:

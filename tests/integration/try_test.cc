@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +74,7 @@ class TryTest : public ::testing::Test {
     o.env["FCGI_MILTER_RECIPIENTS"] = recipients_;
     o.env["FCGI_MILTER_MAILDIR"] = maildir_;
     o.env["FCGI_MILTER_LOCK_DIR"] = locks_;
+    o.env.insert(env_.begin(), env_.end());
     php_ = std::make_unique<PhpFpm>(o);
     const std::string validate = php_->CopyScript(Example(validate_rel), "validate.php");
     const std::string save = php_->CopyScript(Example(save_rel), "save.php");
@@ -132,11 +134,32 @@ class TryTest : public ::testing::Test {
     return names;
   }
 
+  // Adds a script to php-fpm and `key` (fcgi_script_filename_connect, ...) to the config.
+  void UseScript(const std::string& key, const std::string& name, const std::string& php) {
+    const std::string path = php_->AddScript(name, php);
+    ASSERT_FALSE(path.empty());
+    Configure({{key, path}});
+  }
+
+  void Configure(const json& patch) {
+    json config = json::parse(ReadFile(config_path_));
+    config.update(patch);
+    testing_support::WriteFile(config_path_, config.dump(2));
+  }
+
+  // Where `needle` starts in `haystack`, failing the test when it is not there.
+  static size_t Find(const std::string& haystack, const std::string& needle) {
+    const size_t at = haystack.find(needle);
+    EXPECT_NE(at, std::string::npos) << "no \"" << needle << "\" in:\n" << haystack;
+    return at;
+  }
+
   std::string Diagnostics(const TryRun& run) const {
     return "stdout:\n" + run.out + "\nstderr:\n" + run.err + "\n" + php_->error_log();
   }
 
   TempDir data_;
+  std::map<std::string, std::string> env_;  // more of the pool's environment, set before StartPair
   std::unique_ptr<PhpFpm> php_;
   std::string recipients_;
   std::string maildir_;
@@ -433,6 +456,267 @@ TEST_F(TryTest, InvalidJsonReplyFollowsTheFailurePolicy) {
   TryRun rejected = Try({"--rcpt", "a@example.test"}, true);
   EXPECT_EQ(rejected.exit_status, 1) << Diagnostics(rejected);
   EXPECT_EQ(rejected.report["validate"][0]["verdict"]["action"], "reject");
+}
+
+// --- The stage scripts, routes and every edit of a save reply ---
+
+// A stage script that accepts and says which stage it saw: the reply shows the request reached it.
+constexpr const char* kPassStage = "<?php echo \"PASS\\n\";\n";
+
+TEST_F(TryTest, EveryStageScriptIsAskedInTheDaemonsOrder) {
+  StartPair("validate.php", "save.php");
+  UseScript("fcgi_script_filename_connect", "connect.php", kPassStage);
+  UseScript("fcgi_script_filename_helo", "helo.php", kPassStage);
+  UseScript("fcgi_script_filename_mail", "mail.php", kPassStage);
+  // The end-of-headers script answers with the Message-ID it read: the headers came before it.
+  UseScript("fcgi_script_filename_eoh", "eoh.php",
+            "<?php preg_match('/^Message-ID: (.*)$/mi', file_get_contents('php://input'), $m);\n"
+            "header('X-Seen-Message-Id: ' . trim($m[1] ?? 'none'));\n"
+            "echo \"PASS\\n\";\n");
+  const std::vector<std::string> args = {
+      "--rcpt", "someone@example.test", "--esmtp-args", "SIZE=123 BODY=8BITMIME",
+      "--helo", "mx.origin.test",       "--tls"};
+  TryRun run = Try(args, false);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  const std::string& out = run.out;
+  const size_t connect = Find(out, "== connect\n");
+  const size_t helo = Find(out, "== helo\n");
+  const size_t mail = Find(out, "== mail\n");
+  const size_t validate = Find(out, "== validate <someone@example.test>\n");
+  const size_t eoh = Find(out, "== eoh\n");
+  const size_t save = Find(out, "== save\n");
+  EXPECT_LT(connect, helo);
+  EXPECT_LT(helo, mail);
+  EXPECT_LT(mail, validate);
+  EXPECT_LT(validate, eoh);
+  EXPECT_LT(eoh, save);
+  EXPECT_GT(Find(out, "   sent     GET /connect.php?stage=connect&remote_ip=127.0.0.1&"), connect);
+  EXPECT_GT(Find(out, "   sent     GET /helo.php?stage=helo&"), helo);
+  EXPECT_GT(Find(out, "&helo=mx.origin.test&tls_on=true&tls_version=TLSv1.3&"), helo);
+  EXPECT_GT(Find(out, "   sent     GET /mail.php?stage=mail&"), mail);
+  EXPECT_GT(Find(out, "&mail_from=sender%40origin.test&esmtp_args=SIZE%3D123%20BODY%3D8BITMIME&"),
+            mail);
+  EXPECT_GT(Find(out, "   smtp     250 2.1.0 Ok\n"), mail);
+  EXPECT_GT(Find(out, "   sent     POST /eoh.php?"), eoh);
+  EXPECT_GT(Find(out, "            CONTENT_TYPE=text/rfc822-headers\n"), eoh);
+  EXPECT_GT(Find(out, "   headers  (the request body, "), eoh);
+  EXPECT_GT(Find(out, "            Message-ID: <try-test-1@origin.test>\n"), eoh);
+  EXPECT_GT(Find(out, "            X-Seen-Message-Id: <try-test-1@origin.test>\n"), eoh);
+  EXPECT_GT(Find(out, "   smtp     (no reply yet: the MTA sends the body)\n"), eoh);
+  EXPECT_GT(Find(out, "   stdout   SAVED"), save);
+  EXPECT_NE(out.find("== the MTA would answer: 250 2.0.0 Ok: queued"), std::string::npos) << out;
+
+  TryRun js = Try(args, true);
+  ASSERT_EQ(js.exit_status, 0) << Diagnostics(js);
+  const json& r = js.report;
+  EXPECT_EQ(r["stages"], json({"connect", "helo", "mail", "validate", "eoh", "save"}));
+  EXPECT_EQ(r["envelope"]["mail_args"], json({"SIZE=123", "BODY=8BITMIME"}));
+  for (const char* stage : {"connect", "helo", "mail", "eoh"}) {
+    EXPECT_EQ(r[stage]["skipped"], false) << stage;
+    EXPECT_EQ(r[stage]["stdout"], "PASS\n") << stage;
+    EXPECT_EQ(r[stage]["verdict"]["action"], "accept") << stage;
+  }
+  EXPECT_EQ(r["connect"]["smtp"], "220 (the MTA's greeting)");
+  // The daemon has no queue id before MAIL FROM; from there on it is the message's.
+  const std::string qid = r["envelope"]["queue_id"];
+  EXPECT_EQ(r["connect"]["params"]["QUERY_STRING"].get<std::string>().find("queue_id"),
+            std::string::npos);
+  EXPECT_NE(r["mail"]["params"]["QUERY_STRING"].get<std::string>().find("queue_id=" + qid),
+            std::string::npos);
+  EXPECT_NE(r["eoh"]["headers_sent"].get<std::string>().find("Subject: =?UTF-8?Q?Gr"),
+            std::string::npos);
+  EXPECT_EQ(r["eoh"]["headers_sent"].get<std::string>().find("Hello from the try test"),
+            std::string::npos);
+  EXPECT_EQ(ListDir(maildir_ + "/new").size(), 1u);  // the second run is a retry of the first
+}
+
+TEST_F(TryTest, StagesWithoutAScriptShowOneLine) {
+  StartPair("validate.php", "save.php");
+  TryRun run = Try({"--rcpt", "someone@example.test"}, false);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  for (const char* stage : {"connect", "helo", "mail", "eoh"}) {
+    EXPECT_NE(run.out.find(std::string("== ") + stage + " (no script)\n"), std::string::npos)
+        << run.out;
+  }
+  EXPECT_EQ(run.out.find("== connect\n"), std::string::npos) << run.out;
+}
+
+// The shipped blocklist example refuses the sender at MAIL FROM: no recipient is validated.
+TEST_F(TryTest, MailFromRefusalStopsBeforeAnyRecipient) {
+  env_["FCGI_MILTER_BLOCKLIST"] = data_.Write("blocked.txt", "@origin.test\n");
+  StartPair("validate.php", "save.php");
+  const std::string mail = php_->CopyScript(Example("blocklist/mail.php"), "mail.php");
+  ASSERT_FALSE(mail.empty());
+  Configure({{"fcgi_script_filename_mail", mail}});
+  TryRun run = Try({"--rcpt", "someone@example.test"}, false);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  EXPECT_NE(run.out.find("   stdout   REJECT 550 5.7.1 <sender@origin.test>: Sender address "
+                         "rejected: blocked"),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("== validate"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("== eoh"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("== save"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("== the MTA would answer: 550 5.7.1 <sender@origin.test>: Sender "
+                         "address rejected: blocked (refused at MAIL FROM: no recipient is sent)"),
+            std::string::npos)
+      << run.out;
+
+  TryRun js = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(js.exit_status, 1) << Diagnostics(js);
+  EXPECT_EQ(js.report["stages"], json({"connect", "helo", "mail"}));
+  EXPECT_EQ(js.report["mail"]["verdict"]["action"], "reject");
+  EXPECT_FALSE(js.report.contains("validate"));
+  EXPECT_FALSE(js.report.contains("save"));
+  EXPECT_EQ(js.report["exit_status"], 1);
+  EXPECT_TRUE(ListDir(maildir_ + "/new").empty());
+}
+
+// A connect script's tempfail ends the session at once: exit 2, not even HELO.
+TEST_F(TryTest, ConnectTempfailStopsEverything) {
+  StartPair("validate.php", "save.php");
+  UseScript("fcgi_script_filename_connect", "connect.php",
+            "<?php echo \"TEMPFAIL 421 4.7.0 Too busy\\n\";\n");
+  UseScript("fcgi_script_filename_helo", "helo.php", kPassStage);
+  TryRun run = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(run.exit_status, 2) << Diagnostics(run);
+  EXPECT_EQ(run.report["stages"], json({"connect"}));
+  EXPECT_EQ(run.report["outcome"],
+            "421 4.7.0 Too busy (refused at connect: no mail on this connection)");
+}
+
+TEST_F(TryTest, EndOfHeadersRefusalStopsBeforeTheSave) {
+  StartPair("validate.php", "save.php");
+  UseScript("fcgi_script_filename_eoh", "eoh.php",
+            "<?php $h = file_get_contents('php://input');\n"
+            "if (stripos($h, \"\\nSubject: =?UTF-8?\") !== false) {\n"
+            "  echo \"REJECT 554 5.7.1 Encoded subjects refused\\n\"; exit;\n"
+            "}\n"
+            "echo \"PASS\\n\";\n");
+  TryRun run = Try({"--rcpt", "someone@example.test"}, false);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  const size_t eoh = Find(run.out, "== eoh\n");
+  EXPECT_GT(Find(run.out, "   verdict  reject 554"), eoh);
+  EXPECT_GT(Find(run.out, "   smtp     554 5.7.1 Encoded subjects refused\n"), eoh);
+  EXPECT_EQ(run.out.find("== save"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("== the MTA would answer: 554 5.7.1 Encoded subjects refused (refused "
+                         "at the end of the headers: no body, nothing saved)"),
+            std::string::npos)
+      << run.out;
+
+  TryRun js = Try({"--rcpt", "someone@example.test"}, true);
+  EXPECT_EQ(js.exit_status, 1) << Diagnostics(js);
+  EXPECT_EQ(js.report["stages"], json({"connect", "helo", "mail", "validate", "eoh"}));
+  EXPECT_FALSE(js.report.contains("save"));
+  EXPECT_TRUE(ListDir(maildir_ + "/new").empty());
+}
+
+// Every edit a JSON save reply can ask for, shown in the order the MTA applies them; none done.
+TEST_F(TryTest, SaveEditsAreShownAsTheMtaWouldApplyThem) {
+  StartPair("validate.php", "save.php");
+  const json reply = {
+      {"action", "quarantine"},
+      {"reason", "looks odd"},
+      {"add_headers", {{{"name", "X-Added"}, {"value", "1"}}}},
+      {"change_headers", {{{"name", "Subject"}, {"value", "[try] hi"}, {"index", 1}}}},
+      {"remove_headers", {{{"name", "Message-ID"}}}},
+      {"insert_headers", {{{"name", "X-Top"}, {"value", "first"}, {"index", 0}}}},
+      {"reject_recipients", {"b@example.test"}},
+      {"add_recipients",
+       {"archive@example.test", {{"address", "audit@example.test"}, {"args", "NOTIFY=NEVER"}}}},
+      {"change_from", {{"address", "bounces@origin.test"}, {"args", "SIZE=99"}}},
+      {"replace_body", "line 1\nline 2\nline 3\nline 4\nline 5\nline 6\nline 7\n"},
+  };
+  UseScript("fcgi_script_filename_save", "edits.php",
+            "<?php header('Content-Type: application/json');\necho '" + reply.dump() + "';\n");
+  const std::vector<std::string> args = {"--rcpt", "a@example.test", "--rcpt", "b@example.test"};
+  TryRun run = Try(args, false);
+  ASSERT_EQ(run.exit_status, 0) << Diagnostics(run);
+  const std::vector<std::string> in_order = {
+      "   edits    change sender to <bounces@origin.test> SIZE=99\n",
+      "            refuse recipient <b@example.test>\n",
+      "            add recipient <archive@example.test>\n",
+      "            add recipient <audit@example.test> NOTIFY=NEVER\n",
+      "            add header X-Added: 1\n",
+      "            change header Subject (occurrence 1): [try] hi\n",
+      "            remove header Message-ID (occurrence 1)\n",
+      "            insert header X-Top: first (at index 0: the top)\n",
+      "            replace body (56 bytes, 7 lines), beginning:\n"
+      "              | line 1\n              | line 2\n              | line 3\n"
+      "              | line 4\n              | line 5\n              | ... (2 more lines)\n",
+      "            quarantine: looks odd\n",
+      "   smtp     250 (accepted, held in quarantine: looks odd)\n",
+  };
+  size_t at = Find(run.out, "== save\n");
+  for (const std::string& line : in_order) {
+    const size_t next = Find(run.out, line);
+    EXPECT_GT(next, at) << line;
+    at = next;
+  }
+
+  TryRun js = Try(args, true);
+  ASSERT_EQ(js.exit_status, 0) << Diagnostics(js);
+  const json& v = js.report["save"]["verdict"];
+  EXPECT_EQ(v["action"], "quarantine");
+  EXPECT_EQ(v["quarantine_reason"], "looks odd");
+  EXPECT_EQ(v["new_sender"], json({{"address", "bounces@origin.test"}, {"args", "SIZE=99"}}));
+  EXPECT_EQ(v["added_recipients"], json::parse(R"([{"address":"archive@example.test","args":""},
+      {"address":"audit@example.test","args":"NOTIFY=NEVER"}])"));
+  EXPECT_EQ(v["inserted_headers"], json::parse(R"([{"name":"X-Top","value":"first","index":0}])"));
+  EXPECT_EQ(v["refused_recipients"], json({"b@example.test"}));
+  EXPECT_EQ(v["header_edits"].size(), 3u);
+  EXPECT_EQ(v["new_body"]["size"], 56);
+  EXPECT_EQ(v["new_body"]["first_lines"][0], "line 1");
+  EXPECT_EQ(v["new_body"]["text"],
+            "line 1\r\nline 2\r\nline 3\r\nline 4\r\nline 5\r\nline 6\r\n"
+            "line 7\r\n");
+  EXPECT_EQ(js.report["outcome"],
+            "250 (accepted, held in quarantine: looks odd) (except for the refused recipients)");
+}
+
+// A rejected save's edits are listed but marked as not applied.
+TEST_F(TryTest, EditsOfARejectedSaveAreNotApplied) {
+  StartPair("validate.php", "save.php");
+  UseScript(
+      "fcgi_script_filename_save", "edits.php",
+      "<?php header('Content-Type: application/json');\n"
+      "echo '{\"action\":\"reject\",\"add_headers\":[{\"name\":\"X-A\",\"value\":\"1\"}]}';\n");
+  TryRun run = Try({"--rcpt", "a@example.test"}, false);
+  EXPECT_EQ(run.exit_status, 1) << Diagnostics(run);
+  const size_t note = Find(run.out, "   edits    (asked for, but not applied with reject)\n");
+  EXPECT_GT(Find(run.out, "            add header X-A: 1\n"), note);
+}
+
+// With routes, each recipient shows its route; one of another save route gets the 452.
+TEST_F(TryTest, RoutesAreShownAndAnotherSaveRouteGets452) {
+  StartPair("validate.php", "save.php");
+  const std::string org_validate = php_->AddScript("org-validate.php", kPassStage);
+  const std::string org_save = php_->AddScript("org-save.php", "<?php echo \"SAVED\\n\";\n");
+  Configure({{"routes",
+              {{{"domains", {"example.org", "*.example.org"}},
+                {"fcgi_script_filename_validate", org_validate},
+                {"fcgi_script_filename_save", org_save}}}}});
+  TryRun mixed = Try({"--rcpt", "a@example.test", "--rcpt", "b@example.org"}, false);
+  ASSERT_EQ(mixed.exit_status, 0) << Diagnostics(mixed);
+  const size_t a = Find(mixed.out,
+                        "== validate <a@example.test>\n   route    none: the top-level "
+                        "scripts\n");
+  const size_t b = Find(mixed.out,
+                        "== validate <b@example.org>\n   route    routes[0] "
+                        "(example.org, *.example.org)\n");
+  EXPECT_LT(a, b);
+  EXPECT_GT(Find(mixed.out, "   smtp     452 4.5.3 "), b);
+  EXPECT_GT(Find(mixed.out, "== save\n   route    none: the top-level scripts\n"), b);
+
+  TryRun org = Try({"--rcpt", "b@example.org"}, true);
+  ASSERT_EQ(org.exit_status, 0) << Diagnostics(org);
+  const json& v = org.report["validate"][0];
+  EXPECT_EQ(v["route"], 0);
+  EXPECT_EQ(v["route_domains"], json({"example.org", "*.example.org"}));
+  EXPECT_EQ(v["params"]["SCRIPT_FILENAME"], org_validate);
+  EXPECT_EQ(org.report["save"]["route"], 0);
+  EXPECT_EQ(org.report["save"]["params"]["SCRIPT_FILENAME"], org_save);
+  EXPECT_EQ(org.report["save"]["stdout"], "SAVED\n");
 }
 
 }  // namespace
