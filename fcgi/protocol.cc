@@ -112,8 +112,9 @@ Status EncodeRequestHead(uint16_t request_id, const Params& params, bool keep_co
   std::string pairs;
   for (const auto& [name, value] : params) AppendNameValue(&pairs, name, value);
   if (pairs.size() > kMaxContentLength) {
-    return Status::TooLarge("FastCGI params are " + std::to_string(pairs.size()) +
-                            " bytes, more than one record (65535) holds");
+    // A request this client cannot encode, not a configured limit (kTooLarge is kept for those).
+    return Status::InvalidArgument("FastCGI params are " + std::to_string(pairs.size()) +
+                                   " bytes, more than one record (65535) holds");
   }
   AppendBeginRequest(out, request_id, Role::kResponder, keep_conn);
   AppendRecord(out, RecordType::kParams, request_id, pairs);

@@ -72,7 +72,7 @@ void AppendNameValue(std::string* out, std::string_view name, std::string_view v
 // Decodes a whole PARAMS (or GET_VALUES) stream; fails on a truncated pair.
 Status DecodeNameValues(std::string_view in, Params* out);
 
-// BEGIN_REQUEST, all params in ONE record (php-fpm wants it so; fails with kTooLarge past
+// BEGIN_REQUEST, all params in ONE record (php-fpm wants it so; fails with kInvalidArgument past
 // 65535 bytes), and the empty PARAMS terminator.
 Status EncodeRequestHead(uint16_t request_id, const Params& params, bool keep_conn,
                          std::string* out);

@@ -124,7 +124,14 @@ Verdict OtherRoute(const std::string& recipient) {
 
 Verdict Decide(Stage stage, const BackendOutcome& outcome, FailurePolicy policy) {
   if (!outcome.transport.ok()) {
-    return Failure(stage, policy, std::string("backend failure: ") + outcome.transport.ToString());
+    std::string reason = "backend failure: " + outcome.transport.ToString();
+    // The one configured limit a transport failure can hit is the reply's: name the setting.
+    if (outcome.transport.code() == base::Status::Code::kTooLarge) {
+      reason +=
+          " (max_reply_size; raise it for a script whose reply is large, such as a "
+          "replace_body)";
+    }
+    return Failure(stage, policy, std::move(reason));
   }
   const ScriptReply reply = ParseScriptReply(outcome.body);
   if (outcome.http_status < 200 || outcome.http_status > 299) {
