@@ -203,7 +203,10 @@ std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipie
     }
   }
   v->refused_recipients = std::move(kept);
-  if (!v->refused_recipients.empty() && v->refused_recipients.size() >= recipients.size()) {
+  // Refusing every recipient leaves no one to deliver to, unless the reply adds recipients (a
+  // redirect): then the message goes to those alone.
+  if (!v->refused_recipients.empty() && v->refused_recipients.size() >= recipients.size() &&
+      v->added_recipients.empty()) {
     std::vector<std::string> refused = std::move(v->refused_recipients);
     *v = EveryRecipientRefused(v->reason + " (every recipient refused)");
     v->refused_recipients = std::move(refused);

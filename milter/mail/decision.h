@@ -114,8 +114,8 @@ Verdict Decide(Stage stage, const BackendOutcome& outcome,
                FailurePolicy policy = FailurePolicy::kTempfail);
 
 // Checks a save verdict's refused recipients against the message's: drops (and returns) the ones
-// that are not recipients of it, and turns a verdict that refuses every recipient into a
-// rejection (550 5.7.1), since a message with no recipient left cannot be accepted.
+// that are not recipients of it, and turns a verdict that refuses every recipient and adds none
+// into a rejection (550 5.7.1), since a message with no recipient left cannot be accepted.
 std::vector<std::string> ResolveRefusals(const std::vector<std::string>& recipients,
                                          Verdict* verdict);
 

@@ -51,6 +51,9 @@ if ($s === 'add-rcpt') {
     $body .= sprintf("line %07d %s\n", $n, str_repeat('x', 60));
   }
   $r['replace_body'] = $body;
+} elseif ($s === 'redirect') {
+  $r['reject_recipients'] = [$_POST['rcpt_to'][0]];
+  $r['add_recipients'] = ['review@archive.test'];
 } elseif ($s === 'bad-address') {
   $r['add_recipients'] = ['<archive@archive.test>'];
 } elseif ($s === 'reject') {
@@ -194,6 +197,14 @@ TEST_F(EditsPostfixTest, AddedRecipientsGetTheMessageWithTheirEsmtpArgs) {
             std::string::npos)
       << dump;
   EXPECT_EQ(postfix_->maillog().find("ignoring ESMTP arguments"), std::string::npos) << Logs();
+}
+
+// Every original recipient refused and another added: the message goes to the added one only.
+TEST_F(EditsPostfixTest, RefusingEveryRecipientWhileAddingOneRedirectsTheMessage) {
+  StartAll();
+  const std::string dump = Relay("redirect");
+  EXPECT_NE(dump.find("X-Rcpt-Args: <review@archive.test>"), std::string::npos) << dump << Logs();
+  EXPECT_EQ(dump.find("X-Rcpt-Args: <bob@example.test>"), std::string::npos) << dump;
 }
 
 TEST_F(EditsPostfixTest, ChangeFromRewritesTheEnvelopeSenderWithItsEsmtpArgs) {

@@ -258,5 +258,16 @@ TEST(ResolveRefusals, RefusingEveryRecipientRejectsTheMessage) {
   EXPECT_TRUE(v.header_edits.empty());
 }
 
+TEST(ResolveRefusals, RefusingEveryRecipientWhileAddingOthersRedirectsTheMessage) {
+  Verdict v;
+  v.action = Verdict::Action::kAccept;
+  v.refused_recipients = {"a@x.test", "b@x.test"};
+  v.added_recipients.push_back({"review@x.test", ""});
+  ResolveRefusals({"a@x.test", "b@x.test"}, &v);
+  EXPECT_EQ(v.action, Verdict::Action::kAccept);
+  EXPECT_EQ(v.refused_recipients, (std::vector<std::string>{"a@x.test", "b@x.test"}));
+  ASSERT_EQ(v.added_recipients.size(), 1u);
+}
+
 }  // namespace
 }  // namespace mail
