@@ -22,7 +22,7 @@ bool IsJsonContentType(std::string_view content_type);
 //   smtp_code       "550" or 550: 5xx with reject, 4xx with tempfail (default 550 / 451)
 //   enhanced_code   "5.7.1": same class as smtp_code (default 5.1.1 / 5.7.1 / 4.3.0)
 //   text            a string, or an array of up to 32 strings for a multi-line reply
-//   reason          quarantine only: why (shown by `postqueue -p`)
+//   reason          quarantine only: why (Sendmail keeps it; Postfix only logs the hold)
 //   add_headers     save only: [{"name": "X-Spam-Score", "value": "3.1"}]
 //   change_headers  save only: [{"name": "Subject", "value": "[SPAM] hi", "index": 1}]
 //   remove_headers  save only: [{"name": "X-Internal", "index": 1}]

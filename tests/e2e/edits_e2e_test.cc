@@ -54,6 +54,11 @@ if ($s === 'add-rcpt') {
 } elseif ($s === 'redirect') {
   $r['reject_recipients'] = [$_POST['rcpt_to'][0]];
   $r['add_recipients'] = ['review@archive.test'];
+} elseif ($s === 'chg-hdr') {
+  $r['change_headers'] = [['name' => 'Subject', 'value' => '[tagged] chg-hdr']];
+  $r['remove_headers'] = [['name' => 'Message-ID']];
+} elseif ($s === 'quarantine') {
+  $r = ['action' => 'quarantine', 'reason' => 'held for review'];
 } elseif ($s === 'bad-address') {
   $r['add_recipients'] = ['<archive@archive.test>'];
 } elseif ($s === 'reject') {
@@ -205,6 +210,32 @@ TEST_F(EditsPostfixTest, RefusingEveryRecipientWhileAddingOneRedirectsTheMessage
   const std::string dump = Relay("redirect");
   EXPECT_NE(dump.find("X-Rcpt-Args: <review@archive.test>"), std::string::npos) << dump << Logs();
   EXPECT_EQ(dump.find("X-Rcpt-Args: <bob@example.test>"), std::string::npos) << dump;
+}
+
+TEST_F(EditsPostfixTest, ChangedAndRemovedHeadersAreWhatPostfixRelays) {
+  StartAll();
+  const std::string dump = Relay("chg-hdr");
+  EXPECT_NE(dump.find("\nSubject: [tagged] chg-hdr\n"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("Subject: chg-hdr"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("@client.example.test>"), std::string::npos) << "Message-ID kept: " << dump;
+}
+
+TEST_F(EditsPostfixTest, QuarantinePutsTheMessageInTheHoldQueue) {
+  StartAll();
+  auto r = SendMail(postfix_->port(), "sender@client.test", {"bob@example.test"},
+                    testing_support::MakeMessage("sender@client.test", "bob@example.test",
+                                                 "quarantine", "held\n"));
+  ASSERT_TRUE(r.accepted()) << r << Logs();
+  // Postfix puts it in the hold queue and logs the hold; it keeps no reason text.
+  EXPECT_TRUE(testing_support::WaitUntil(
+      [&] {
+        return postfix_->maillog().find(
+                   "milter-hold: END-OF-MESSAGE from localhost[127.0.0.1]: "
+                   "milter triggers HOLD action") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << Logs();
+  EXPECT_TRUE(SinkFiles().empty()) << "a held message is not relayed";
 }
 
 TEST_F(EditsPostfixTest, ChangeFromRewritesTheEnvelopeSenderWithItsEsmtpArgs) {
@@ -429,6 +460,34 @@ TEST_F(EditsSendmailTest, AddedRecipientsAreQueuedWithTheirEsmtpArgs) {
   // NOTIFY=NEVER: no P/F/D/S notify flags, only "has notify" (N); ORCPT is kept on a Q line.
   EXPECT_NE(qf.find("Qrfc822;audit@archive.test\n"), std::string::npos) << qf;
   EXPECT_NE(qf.find("RPN:<audit@archive.test>\n"), std::string::npos) << qf;
+}
+
+TEST_F(EditsSendmailTest, ChangedAndRemovedHeadersAreTheQueuedOnes) {
+  StartAll();
+  const auto [qf, df] = Queue("chg-hdr");
+  EXPECT_NE(qf.find("Subject: [tagged] chg-hdr\n"), std::string::npos) << qf;
+  EXPECT_EQ(qf.find("Subject: chg-hdr"), std::string::npos) << qf;
+  EXPECT_EQ(qf.find("@client.example.test>"), std::string::npos) << "Message-ID kept: " << qf;
+}
+
+TEST_F(EditsSendmailTest, RefusedRecipientsAreDroppedAndAddedOnesQueued) {
+  StartAll();
+  const auto [qf, df] = Queue("redirect");
+  EXPECT_NE(qf.find(":<review@archive.test>\n"), std::string::npos) << qf;
+  EXPECT_EQ(qf.find("<bob@example.test>\n"), std::string::npos) << qf;
+}
+
+TEST_F(EditsSendmailTest, QuarantineKeepsTheReasonInTheQueueFile) {
+  StartAll();
+  auto r = SendMail(sendmail_->port(), "sender@client.test", {"bob@example.test"},
+                    testing_support::MakeMessage("sender@client.test", "bob@example.test",
+                                                 "quarantine", "held\n"));
+  ASSERT_TRUE(r.accepted()) << r << Logs();
+  // Sendmail keeps a quarantined message as hf (not qf), with the reason on a q line.
+  EXPECT_TRUE(sendmail_->QueuedEnvelopes().empty()) << Logs();
+  const auto held = sendmail_->QuarantinedEnvelopes();
+  ASSERT_EQ(held.size(), 1u) << Logs();
+  EXPECT_NE(held[0].find("qheld for review\n"), std::string::npos) << held[0];
 }
 
 TEST_F(EditsSendmailTest, ChangeFromSetsTheSenderAndItsEsmtpArgs) {

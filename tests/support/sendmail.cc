@@ -254,12 +254,12 @@ std::string Sendmail::log() const {
   return out;
 }
 
-std::vector<std::string> Sendmail::QueueFiles(char kind) const {
+std::vector<std::string> Sendmail::QueueFiles(char kind, char listed) const {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(queue_dir_, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.size() > 2 && name[0] == 'q' && name[1] == 'f') names.push_back(name.substr(2));
+    if (name.size() > 2 && name[0] == listed && name[1] == 'f') names.push_back(name.substr(2));
   }
   std::sort(names.begin(), names.end());
   std::vector<std::string> out;
@@ -273,6 +273,10 @@ std::vector<std::string> Sendmail::QueuedEnvelopes() const {
 
 std::vector<std::string> Sendmail::QueuedBodies() const {
   return QueueFiles('d');
+}
+
+std::vector<std::string> Sendmail::QuarantinedEnvelopes() const {
+  return QueueFiles('h', 'h');
 }
 
 }  // namespace testing_support

@@ -75,10 +75,13 @@ class Sendmail {
   std::vector<std::string> QueuedEnvelopes() const;
   // The df (body) file paired with each entry of QueuedEnvelopes(), same order.
   std::vector<std::string> QueuedBodies() const;
+  // Contents of the hf files: the envelopes of quarantined messages (Sendmail renames qf to hf).
+  std::vector<std::string> QuarantinedEnvelopes() const;
 
  private:
   std::string McText() const;
-  std::vector<std::string> QueueFiles(char kind) const;
+  // The `kind`f file of each message whose `listed`f file exists.
+  std::vector<std::string> QueueFiles(char kind, char listed = 'q') const;
   std::vector<pid_t> InstanceProcesses() const;
 
   Options options_;
