@@ -760,8 +760,8 @@ mail::Verdict Filter::AskStage(mail::Stage stage, const mail::Envelope& envelope
   const Call& call = stage_calls_[StageSlot(stage)];
   if (stage == mail::Stage::kEndOfHeaders) {
     auto body = std::make_shared<fcgi::StringBody>(std::move(headers));
-    fcgi::Params params =
-        RequestParams(call.script, envelope, "POST", mail::BuildSaveQuery(envelope), body->size());
+    fcgi::Params params = RequestParams(call.script, envelope, "POST",
+                                        mail::BuildHeadersQuery(envelope), body->size());
     params.emplace_back("CONTENT_TYPE", "text/rfc822-headers");
     return Run(stage, call, std::move(params), std::move(body), nullptr, trace);
   }

@@ -82,16 +82,17 @@ void AddEnvelopeHead(const Envelope& envelope, std::string_view subject, FormBui
   form->Add("mail_from", envelope.mail_from);
 }
 
-void AddEnvelopeTail(const Envelope& envelope, FormBuilder* form) {
+// with_message: message_size and idempotency_key, known only once the whole message is in.
+void AddEnvelopeTail(const Envelope& envelope, FormBuilder* form, bool with_message = true) {
   form->Add("rcpt_count", std::to_string(envelope.recipients.size()));
   form->Add("queue_id", envelope.queue_id);
   form->Add("client_name", envelope.client_name);
   form->Add("auth_login", envelope.auth_login);
   form->Add("tls_version", envelope.tls_version);
   form->Add("tls_cipher", envelope.tls_cipher);
-  form->Add("message_size", std::to_string(envelope.message_size));
+  if (with_message) form->Add("message_size", std::to_string(envelope.message_size));
   form->Add("daemon_name", envelope.daemon_name);
-  form->Add("idempotency_key", envelope.idempotency_key);
+  if (with_message) form->Add("idempotency_key", envelope.idempotency_key);
 }
 
 // At most max bytes of s, never cutting a UTF-8 sequence.
@@ -132,6 +133,14 @@ std::string BuildSaveQuery(const Envelope& envelope) {
   AddEnvelopeHead(envelope, CutUtf8(envelope.subject, kMaxSubjectInQuery), &form);
   for (const std::string& rcpt : envelope.recipients) form.Add("rcpt_to[]", rcpt);
   AddEnvelopeTail(envelope, &form);
+  return form.Take();
+}
+
+std::string BuildHeadersQuery(const Envelope& envelope) {
+  FormBuilder form;
+  AddEnvelopeHead(envelope, CutUtf8(envelope.subject, kMaxSubjectInQuery), &form);
+  for (const std::string& rcpt : envelope.recipients) form.Add("rcpt_to[]", rcpt);
+  AddEnvelopeTail(envelope, &form, /*with_message=*/false);
   return form.Take();
 }
 

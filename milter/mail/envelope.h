@@ -63,6 +63,10 @@ std::string BuildSaveFormFields(const Envelope& envelope);
 // (on a UTF-8 character boundary), so the query stays within one FastCGI params record.
 std::string BuildSaveQuery(const Envelope& envelope);
 
+// The QUERY_STRING of an end-of-headers script: BuildSaveQuery's fields but message_size and
+// idempotency_key, which only the whole message gives.
+std::string BuildHeadersQuery(const Envelope& envelope);
+
 // How many variables PHP counts in a save request for n recipients (every rcpt_to_N and each
 // rcpt_to[] element count one), and the most recipients that stay within max_input_vars.
 size_t SaveVariables(SaveMode mode, size_t recipients);

@@ -359,6 +359,7 @@ bool ReadSmtpReply(const Json& root, Stage stage, Reader* r, Verdict* v, std::st
                    ".x.y code");
   }
   if (lines.empty()) lines.push_back(d.text);
+  if (lines.front().empty()) lines.front() = d.text;  // "text": "" or [""]: no reply text at all
   v->smtp_code = code;
   v->enhanced_code = enhanced;
   v->text = lines.front();

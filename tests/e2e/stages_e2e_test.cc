@@ -106,6 +106,9 @@ TEST_F(StagesE2eTest, EveryStageScriptIsAskedWithWhatIsKnownThenAndTheMessageIsS
   EXPECT_EQ(calls[3]["content_type"], "text/rfc822-headers");
   EXPECT_EQ(calls[3]["get"]["rcpt_to"], json::array({"user@example.test"}));
   EXPECT_EQ(calls[3]["get"]["subject"], "all stages");
+  // Known only once the whole message is in: not sent at end of headers.
+  EXPECT_FALSE(calls[3]["get"].contains("message_size"));
+  EXPECT_FALSE(calls[3]["get"].contains("idempotency_key"));
   const std::string headers = calls[3]["input"];
   EXPECT_NE(headers.find("Subject: all stages\n"), std::string::npos) << headers;
   EXPECT_EQ(headers.find("hello"), std::string::npos) << "no body at end of headers: " << headers;

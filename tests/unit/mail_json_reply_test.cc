@@ -33,6 +33,16 @@ TEST(JsonReply, PlainTextRepliesStillWorkWhenContentTypeIsHtml) {
   EXPECT_EQ(Decide(Stage::kValidate, o).action, Action::kAccept);
 }
 
+// Found by the fuzzer: an empty text gave a reply line with no text at all.
+TEST(JsonReply, AnEmptyTextGetsTheDefaultText) {
+  for (const char* text : {R"("")", R"([""])", R"(["", "second"])"}) {
+    const Verdict v =
+        DecideJson(Stage::kMailFrom, std::string(R"({"action":"reject","text":)") + text + "}");
+    EXPECT_EQ(v.action, Action::kReject) << text;
+    EXPECT_EQ(v.text, "Sender address rejected") << text;
+  }
+}
+
 TEST(JsonReply, EveryValidateActionMaps) {
   EXPECT_EQ(DecideJson(Stage::kValidate, R"({"action":"accept"})").action, Action::kAccept);
   Verdict r = DecideJson(Stage::kValidate, R"({"action":"reject"})");
