@@ -869,6 +869,33 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
       }
       return *cached;
     }
+    // Another session asking about the same recipient right now: wait for its answer (a
+    // dictionary attack over many sessions would otherwise cost one request per session).
+    const auto deadline =
+        Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(call.timeout_seconds * 1000));
+    // Only where answers are cached by default: waiting for an answer that will not be kept
+    // would just queue the sessions one behind the other.
+    const bool merge = config_.validate_cache_ttl > 0 && config_.validate_cache_size > 0;
+    const bool lead = merge && validate_cache_->Lead(key, deadline);
+    struct Landing {  // lands the lookup whichever way this scope is left
+      mail::VerdictCache* cache;
+      const std::string& key;
+      bool active;
+      ~Landing() {
+        if (active) cache->Land(key);
+      }
+    } landing{validate_cache_.get(), key, lead};
+    if (merge && !lead) {
+      if (std::optional<mail::Verdict> cached = validate_cache_->Find(key)) {
+        metrics::CountValidateCache("hit");
+        cached->reason += " (cached)";
+        if (trace != nullptr) {
+          trace->skipped = true;
+          trace->verdict = *cached;
+        }
+        return *cached;
+      }
+    }
     metrics::CountValidateCache("miss");
     mail::Verdict v = Run(mail::Stage::kValidate, call,
                           RequestParams(call.script, envelope, "GET",

@@ -53,4 +53,19 @@ size_t VerdictCache::size() const {
   return entries_.size();
 }
 
+bool VerdictCache::Lead(const std::string& key, Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (in_flight_.insert(key).second) return true;
+  landed_.wait_until(lock, deadline, [&] { return in_flight_.count(key) == 0; });
+  return false;
+}
+
+void VerdictCache::Land(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_flight_.erase(key);
+  }
+  landed_.notify_all();
+}
+
 }  // namespace mail

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <list>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "milter/mail/decision.h"
 
@@ -36,6 +38,13 @@ class VerdictCache {
 
   size_t size() const;
 
+  // Concurrent misses for one key ask the script once. Lead(key) returns true when no lookup for
+  // key is in flight: the caller asks the script, stores the verdict, then calls Land(key).
+  // Otherwise it waits until that lookup lands (or `deadline`) and returns false: the caller
+  // tries Find again, and asks the script itself only if the answer was not cacheable.
+  bool Lead(const std::string& key, Clock::time_point deadline);
+  void Land(const std::string& key);
+
  private:
   struct Entry {
     Verdict verdict;
@@ -46,6 +55,8 @@ class VerdictCache {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // most recently used first
+  std::condition_variable landed_;
+  std::unordered_set<std::string> in_flight_;  // keys a caller is asking the script about
 };
 
 }  // namespace mail

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 
+#include <future>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,35 @@ TEST(ValidateCacheE2eTest, RepeatedRecipientsCostOneScriptCallUntilTheTtlOrARelo
   ASSERT_TRUE(testing_support::WaitUntil(reloads, std::chrono::seconds(5)));
   ASSERT_TRUE(send("a@s1.test", {"u@example.test"}).accepted());
   EXPECT_EQ(Calls(lab, "u@example.test"), 3);
+}
+
+// A dictionary attack spread over many sessions: the sessions that ask about the same address
+// while the first request is running wait for its answer instead of asking PHP too.
+TEST(ValidateCacheE2eTest, ConcurrentSessionsAskingAboutOneRecipientCostOneScriptCall) {
+  testing_support::MailLab lab;
+  testing_support::MailLab::Options o;
+  o.validate = R"php(<?php
+file_put_contents(getenv('DUMP_DIR') . '/calls', ($_GET['rcpt_to'] ?? '') . "\n", FILE_APPEND | LOCK_EX);
+usleep(500000);
+echo "REJECT 550 5.1.1 no such user\n";
+)php";
+  o.php.max_children = 8;
+  o.daemon = {{"validate_cache_ttl", 60}, {"fcgi_max_connections", 8}};
+  ASSERT_TRUE(lab.Start(std::move(o)));
+  std::vector<std::future<testing_support::MailResult>> sessions;
+  for (int i = 0; i < 6; ++i) {
+    sessions.push_back(std::async(std::launch::async, [&lab] {
+      return SendMail(lab.port(), "guess@attacker.test", {"nobody@example.test"},
+                      testing_support::MakeMessage("guess@attacker.test", "nobody@example.test",
+                                                   "guess", "hi\n"));
+    }));
+  }
+  for (auto& f : sessions) {
+    const auto r = f.get();
+    ASSERT_EQ(r.rcpts.size(), 1u);
+    EXPECT_EQ(r.rcpts[0].code, 550) << r << lab.Diagnostics();
+  }
+  EXPECT_EQ(Calls(lab, "nobody@example.test"), 1) << lab.Diagnostics();
 }
 
 }  // namespace

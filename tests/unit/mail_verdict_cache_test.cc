@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <string>
+#include <thread>
 
 namespace mail {
 namespace {
@@ -61,6 +63,40 @@ TEST(VerdictCacheTest, KeyIsTheRecipientAsGivenAndTheSendersDomainInAnyCase) {
   EXPECT_NE(VerdictCache::Key("U@x.test", "a@example.test"),
             VerdictCache::Key("u@x.test", "a@example.test"));
   EXPECT_NE(VerdictCache::Key("u@x.test", ""), VerdictCache::Key("u@x.test", "a@example.test"));
+}
+
+TEST(VerdictCacheTest, AConcurrentMissWaitsForTheLeadersAnswer) {
+  VerdictCache cache(10);
+  ASSERT_TRUE(cache.Lead("k", VerdictCache::Clock::now() + 10s));
+  std::promise<void> asking;
+  auto follower = std::async(std::launch::async, [&] {
+    asking.set_value();
+    const bool led = cache.Lead("k", VerdictCache::Clock::now() + 10s);
+    return std::make_pair(led, cache.Find("k").has_value());
+  });
+  asking.get_future().wait();
+  std::this_thread::sleep_for(50ms);  // the follower is waiting, not leading
+  EXPECT_EQ(follower.wait_for(0s), std::future_status::timeout);
+  EXPECT_TRUE(cache.Store("k", Of(Verdict::Action::kReject), 60s));
+  cache.Land("k");
+  const auto [led, found] = follower.get();
+  EXPECT_FALSE(led);
+  EXPECT_TRUE(found);
+  // Landed: the next miss leads again.
+  EXPECT_TRUE(cache.Lead("k", VerdictCache::Clock::now() + 1s));
+  cache.Land("k");
+}
+
+TEST(VerdictCacheTest, AFollowerGivesUpAtItsDeadlineAndOtherKeysNeverWait) {
+  VerdictCache cache(10);
+  ASSERT_TRUE(cache.Lead("k", VerdictCache::Clock::now() + 10s));
+  EXPECT_TRUE(cache.Lead("other", VerdictCache::Clock::now() + 10s));
+  const auto start = VerdictCache::Clock::now();
+  EXPECT_FALSE(cache.Lead("k", start + 100ms));
+  EXPECT_GE(VerdictCache::Clock::now() - start, 100ms);
+  EXPECT_FALSE(cache.Find("k").has_value());  // nothing landed: the caller asks itself
+  cache.Land("k");
+  cache.Land("other");
 }
 
 }  // namespace
