@@ -15,7 +15,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  for (const mail::Stage stage : {mail::Stage::kValidate, mail::Stage::kSave}) {
+  for (const mail::Stage stage :
+       {mail::Stage::kConnect, mail::Stage::kHelo, mail::Stage::kMailFrom, mail::Stage::kValidate,
+        mail::Stage::kEndOfHeaders, mail::Stage::kSave}) {
     std::string error;
     const std::optional<mail::Verdict> verdict = mail::ParseJsonVerdict(stage, body, &error);
     if (!verdict) {

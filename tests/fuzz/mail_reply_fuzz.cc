@@ -92,7 +92,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   outcome.body = in.ConsumeRemainingBytesAsString();
 
   CheckReply(mail::ParseScriptReply(outcome.body));
-  for (const mail::Stage stage : {mail::Stage::kValidate, mail::Stage::kSave}) {
+  for (const mail::Stage stage :
+       {mail::Stage::kConnect, mail::Stage::kHelo, mail::Stage::kMailFrom, mail::Stage::kValidate,
+        mail::Stage::kEndOfHeaders, mail::Stage::kSave}) {
     CheckDecision(stage, policy, outcome, mail::Decide(stage, outcome, policy));
   }
   return 0;

@@ -42,11 +42,34 @@ inline void CheckVerdict(mail::Stage stage, const mail::Verdict& v) {
     case mail::Verdict::Action::kDiscard:
     case mail::Verdict::Action::kQuarantine: FUZZ_CHECK(v.smtp_code.empty()); break;
   }
-  // Only the save stage may discard, quarantine, edit headers or refuse single recipients.
-  if (stage == mail::Stage::kValidate) {
+  // Only the save stage may discard, quarantine, edit the headers, the envelope or the body.
+  if (stage != mail::Stage::kSave) {
     FUZZ_CHECK(v.action != mail::Verdict::Action::kDiscard &&
                v.action != mail::Verdict::Action::kQuarantine);
     FUZZ_CHECK(v.header_edits.empty() && v.refused_recipients.empty());
+    FUZZ_CHECK(v.inserted_headers.empty() && v.added_recipients.empty());
+    FUZZ_CHECK(!v.new_sender && !v.new_body);
+  }
+  if (stage != mail::Stage::kValidate) FUZZ_CHECK(!v.cache_ttl_seconds);
+  // What libmilter passes on verbatim must not break the MTA's envelope or header lines.
+  const auto check_address = [](const mail::Verdict::Address& a) {
+    FUZZ_CHECK(!a.address.empty() && a.address.size() <= 512);
+    FUZZ_CHECK(a.address.find_first_of(std::string(" <>\r\n\t\0", 7)) == std::string::npos);
+    FUZZ_CHECK(!HasLineBreakOrNul(a.args));
+  };
+  for (const mail::Verdict::Address& a : v.added_recipients) check_address(a);
+  if (v.new_sender) check_address(*v.new_sender);
+  for (const mail::Verdict::HeaderInsert& h : v.inserted_headers) {
+    FUZZ_CHECK(!h.name.empty() && h.name.find_first_of(": \r\n\t") == std::string::npos);
+    FUZZ_CHECK(!HasLineBreakOrNul(h.value) && h.index >= 0);
+  }
+  if (v.new_body) {
+    // CRLF line endings only: no bare LF or CR.
+    const std::string& b = *v.new_body;
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (b[i] == '\n') FUZZ_CHECK(i > 0 && b[i - 1] == '\r');
+      if (b[i] == '\r') FUZZ_CHECK(i + 1 < b.size() && b[i + 1] == '\n');
+    }
   }
   for (const mail::HeaderEdit& edit : v.header_edits) {
     FUZZ_CHECK(!edit.name.empty());
