@@ -726,6 +726,25 @@ Filter::Call Filter::SaveCall(int route) const {
 
 namespace {
 
+// A verdict given without a request (cached, skipped, refused before asking); `try` shows it so.
+mail::Verdict WithoutRequest(Exchange* trace, mail::Verdict v) {
+  if (trace != nullptr) {
+    trace->skipped = true;
+    trace->verdict = v;
+  }
+  return v;
+}
+
+// A cached verdict, marked as such in the log.
+std::optional<mail::Verdict> FromCache(mail::VerdictCache* cache, const std::string& key) {
+  std::optional<mail::Verdict> cached = cache->Find(key);
+  if (cached) {
+    metrics::CountValidateCache("hit");
+    cached->reason += " (cached)";
+  }
+  return cached;
+}
+
 int StageSlot(mail::Stage stage) {
   switch (stage) {
     case mail::Stage::kConnect: return 0;
@@ -751,11 +770,7 @@ mail::Verdict Filter::AskStage(mail::Stage stage, const mail::Envelope& envelope
     mail::Verdict accept;
     accept.action = mail::Verdict::Action::kAccept;
     accept.reason = std::string("no ") + mail::StageName(stage) + " script configured";
-    if (trace != nullptr) {
-      trace->skipped = true;
-      trace->verdict = accept;
-    }
-    return accept;
+    return WithoutRequest(trace, accept);
   }
   const Call& call = stage_calls_[StageSlot(stage)];
   if (stage == mail::Stage::kEndOfHeaders) {
@@ -837,6 +852,45 @@ mail::Verdict Filter::Run(mail::Stage stage, const Call& call, fcgi::Params para
   return v;
 }
 
+// The validate verdict from the cache, from a concurrent session's request for the same key, or
+// from the script.
+mail::Verdict Filter::AskValidate(const Call& call, const mail::Envelope& envelope,
+                                  const std::string& recipient, Exchange* trace) const {
+  const std::string key = mail::VerdictCache::Key(recipient, envelope.mail_from);
+  if (std::optional<mail::Verdict> cached = FromCache(validate_cache_.get(), key)) {
+    return WithoutRequest(trace, *cached);
+  }
+  // Another session asking about the same recipient right now: wait for its answer (a
+  // dictionary attack over many sessions would otherwise cost one request per session).
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(call.timeout_seconds * 1000));
+  // Only where answers are cached by default: waiting for an answer that will not be kept
+  // would just queue the sessions one behind the other.
+  const bool merge = config_.validate_cache_ttl > 0 && config_.validate_cache_size > 0;
+  const bool lead = merge && validate_cache_->Lead(key, deadline);
+  struct Landing {  // lands the lookup whichever way this scope is left
+    mail::VerdictCache* cache;
+    const std::string& key;
+    bool active;
+    ~Landing() {
+      if (active) cache->Land(key);
+    }
+  } landing{validate_cache_.get(), key, lead};
+  if (merge && !lead) {
+    if (std::optional<mail::Verdict> cached = FromCache(validate_cache_.get(), key)) {
+      return WithoutRequest(trace, *cached);
+    }
+  }
+  metrics::CountValidateCache("miss");
+  mail::Verdict v = Run(
+      mail::Stage::kValidate, call,
+      RequestParams(call.script, envelope, "GET", mail::BuildValidateQuery(envelope, recipient), 0),
+      nullptr, nullptr, trace);
+  const int ttl = v.cache_ttl_seconds.value_or(config_.validate_cache_ttl);
+  (void)validate_cache_->Store(key, v, std::chrono::seconds(ttl));
+  return v;
+}
+
 mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string& recipient,
                                Exchange* trace) const {
   mail::Verdict accept;
@@ -844,12 +898,7 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
   if (!mail::SaveHasRoomFor(save_mode_, config_.php_max_input_vars, envelope, recipient)) {
     // The save request would pass the script's max_input_vars (or, in raw mode, one FastCGI
     // params record): the sender delivers the rest in another transaction (RFC 5321's 452).
-    mail::Verdict full = mail::TooManyRecipients(envelope.recipients.size());
-    if (trace != nullptr) {
-      trace->skipped = true;
-      trace->verdict = full;
-    }
-    return full;
+    return WithoutRequest(trace, mail::TooManyRecipients(envelope.recipients.size()));
   }
   const Call call = ValidateCall(RouteOf(recipient));
   if (!call.script.configured()) {
@@ -859,57 +908,9 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
   } else if (config_.validate_skip_networks.Contains(envelope.client_ip)) {
     accept.reason = "client " + envelope.client_ip + " in validate_skip_networks: not validated";
   } else {
-    const std::string key = mail::VerdictCache::Key(recipient, envelope.mail_from);
-    if (std::optional<mail::Verdict> cached = validate_cache_->Find(key)) {
-      metrics::CountValidateCache("hit");
-      cached->reason += " (cached)";
-      if (trace != nullptr) {
-        trace->skipped = true;
-        trace->verdict = *cached;
-      }
-      return *cached;
-    }
-    // Another session asking about the same recipient right now: wait for its answer (a
-    // dictionary attack over many sessions would otherwise cost one request per session).
-    const auto deadline =
-        Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(call.timeout_seconds * 1000));
-    // Only where answers are cached by default: waiting for an answer that will not be kept
-    // would just queue the sessions one behind the other.
-    const bool merge = config_.validate_cache_ttl > 0 && config_.validate_cache_size > 0;
-    const bool lead = merge && validate_cache_->Lead(key, deadline);
-    struct Landing {  // lands the lookup whichever way this scope is left
-      mail::VerdictCache* cache;
-      const std::string& key;
-      bool active;
-      ~Landing() {
-        if (active) cache->Land(key);
-      }
-    } landing{validate_cache_.get(), key, lead};
-    if (merge && !lead) {
-      if (std::optional<mail::Verdict> cached = validate_cache_->Find(key)) {
-        metrics::CountValidateCache("hit");
-        cached->reason += " (cached)";
-        if (trace != nullptr) {
-          trace->skipped = true;
-          trace->verdict = *cached;
-        }
-        return *cached;
-      }
-    }
-    metrics::CountValidateCache("miss");
-    mail::Verdict v = Run(mail::Stage::kValidate, call,
-                          RequestParams(call.script, envelope, "GET",
-                                        mail::BuildValidateQuery(envelope, recipient), 0),
-                          nullptr, nullptr, trace);
-    const int ttl = v.cache_ttl_seconds.value_or(config_.validate_cache_ttl);
-    (void)validate_cache_->Store(key, v, std::chrono::seconds(ttl));
-    return v;
+    return AskValidate(call, envelope, recipient, trace);
   }
-  if (trace != nullptr) {
-    trace->skipped = true;
-    trace->verdict = accept;
-  }
-  return accept;
+  return WithoutRequest(trace, accept);
 }
 
 mail::Verdict Filter::Save(const mail::Envelope& envelope,

@@ -109,6 +109,8 @@ class Filter {
     std::shared_ptr<fcgi::BackendPool> backends;  // the top-level pool when the route has none
   };
   Call ValidateCall(int route) const;
+  mail::Verdict AskValidate(const Call& call, const mail::Envelope& envelope,
+                            const std::string& recipient, Exchange* trace) const;
   Call SaveCall(int route) const;
   mail::Verdict Run(mail::Stage stage, const Call& call, fcgi::Params params,
                     std::shared_ptr<const fcgi::Body> body, const std::function<void()>& heartbeat,
