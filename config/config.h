@@ -1,6 +1,7 @@
 // The daemon's configuration: the JSON schema, its defaults, and loading that reports every
 // problem at once (key named, expected and found value shown), so an admin fixes a file in one go.
-// docs/config.md is the reference for each key; keep the two in step.
+// docs/config.md's key table documents each key (the man page is made from it); a unit test fails
+// when a key here is missing there.
 // Thread-safety: plain values and pure functions; a loaded Config may be read from any thread.
 #pragma once
 
