@@ -24,6 +24,7 @@
 #include "milter/log.h"
 #include "milter/mail/raw_message.h"
 #include "milter/mail/rfc2047.h"
+#include "milter/mail/route.h"
 #include "milter/metrics.h"
 #include "milter/transaction.h"
 #include "version.h"
@@ -686,19 +687,10 @@ fcgi::Params Filter::RequestParams(const ScriptTarget& script, const mail::Envel
 
 int Filter::RouteOf(std::string_view recipient) const {
   if (routes_.empty()) return -1;
-  const size_t at = recipient.rfind('@');
-  if (at == std::string_view::npos) return -1;
-  std::string domain(recipient.substr(at + 1));
-  for (char& c : domain) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
+  const std::string domain = mail::RecipientDomain(recipient);
   for (size_t i = 0; i < config_.routes.size(); ++i) {
-    for (const std::string& d : config_.routes[i].domains) {
-      const bool match = d.rfind("*.", 0) == 0 ? domain.size() > d.size() - 1 &&
-                                                     domain.compare(domain.size() - (d.size() - 1),
-                                                                    d.size() - 1, d, 1) == 0
-                                               : domain == d;
-      if (match) return static_cast<int>(i);
+    for (const std::string& pattern : config_.routes[i].domains) {
+      if (mail::DomainMatches(pattern, domain)) return static_cast<int>(i);
     }
   }
   return -1;
