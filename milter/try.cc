@@ -670,7 +670,9 @@ class Session {
     Show(Stage::kSave, "save", ex, first);
     Outcome outcome{ExitStatusFor(v.action), SmtpLine(v, AcceptedLine(Stage::kSave))};
     if (outcome.exit_code == kExitAccepted && !v.refused_recipients.empty()) {
-      outcome.text += " (except for the refused recipients)";
+      const bool redirected = v.refused_recipients.size() >= t->envelope().recipients.size();
+      outcome.text += redirected ? " (for the added recipients only: every recipient was refused)"
+                                 : " (except for the refused recipients)";
     }
     return outcome;
   }

@@ -674,6 +674,19 @@ TEST_F(TryTest, SaveEditsAreShownAsTheMtaWouldApplyThem) {
             "250 (accepted, held in quarantine: looks odd) (except for the refused recipients)");
 }
 
+// Every recipient refused and one added: the outcome says the message goes to the added one.
+TEST_F(TryTest, ARedirectSaysTheMessageGoesToTheAddedRecipientsOnly) {
+  StartPair("validate.php", "save.php");
+  UseScript("fcgi_script_filename_save", "edits.php",
+            "<?php header('Content-Type: application/json');\n"
+            "echo '{\"action\":\"accept\",\"reject_recipients\":[\"a@example.test\"],"
+            "\"add_recipients\":[\"review@example.test\"]}';\n");
+  TryRun js = Try({"--rcpt", "a@example.test"}, true);
+  ASSERT_EQ(js.exit_status, 0) << Diagnostics(js);
+  EXPECT_EQ(js.report["outcome"],
+            "250 2.0.0 Ok: queued (for the added recipients only: every recipient was refused)");
+}
+
 // A rejected save's edits are listed but marked as not applied.
 TEST_F(TryTest, EditsOfARejectedSaveAreNotApplied) {
   StartPair("validate.php", "save.php");
