@@ -218,12 +218,12 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
     // Stages whose answer is always "continue" need no reply: fewer round trips per message.
     // Only where no stall can follow: on a unix socket, or on TCP with quick ACKs armed.
+    const std::shared_ptr<const Filter> filter = Filter::Current();
     const libmilter::Connection conn =
-        libmilter::FindConnection(ctx, Filter::Current()->config().milter_socket_port);
+        libmilter::FindConnection(ctx, filter->config().milter_socket_port);
     const bool is_unix = conn.transport == libmilter::Transport::kUnix;
     s->tcp_fd = conn.tcp_fd;
     // A stage with a script keeps its answer; the others cost no round trip.
-    const std::shared_ptr<const Filter> filter = Filter::Current();
     unsigned long asked = 0;
     if (filter->HasStageScript(mail::Stage::kConnect)) asked |= SMFIP_NR_CONN;
     if (filter->HasStageScript(mail::Stage::kHelo)) asked |= SMFIP_NR_HELO;
@@ -718,13 +718,19 @@ Filter::Call Filter::SaveCall(int route) const {
 
 namespace {
 
-// A verdict given without a request (cached, skipped, refused before asking); `try` shows it so.
-mail::Verdict WithoutRequest(Exchange* trace, mail::Verdict v) {
-  if (trace != nullptr) {
-    trace->skipped = true;
-    trace->verdict = v;
+// At most the first `max` bytes of a request body, for `try` to show.
+std::string ReadHead(const fcgi::Body& body, size_t max = 16384) {
+  std::string head(std::min<uint64_t>(body.size(), max), '\0');
+  size_t filled = 0;
+  while (filled < head.size()) {
+    size_t got = 0;
+    if (!body.ReadAt(filled, head.data() + filled, head.size() - filled, &got).ok() || got == 0) {
+      break;
+    }
+    filled += got;
   }
-  return v;
+  head.resize(filled);
+  return head;
 }
 
 // A cached verdict, marked as such in the log.
@@ -750,6 +756,14 @@ int StageSlot(mail::Stage stage) {
 }
 
 }  // namespace
+
+mail::Verdict WithoutRequest(Exchange* trace, mail::Verdict v) {
+  if (trace != nullptr) {
+    trace->skipped = true;
+    trace->verdict = v;
+  }
+  return v;
+}
 
 bool Filter::HasStageScript(mail::Stage stage) const {
   const int slot = StageSlot(stage);
@@ -791,21 +805,8 @@ mail::Verdict Filter::Run(mail::Stage stage, const Call& call, fcgi::Params para
   if (trace != nullptr) {
     trace->params = params;
     trace->content_length = body ? body->size() : 0;
-    if (body && trace->form_preview.empty()) {
-      // The form fields and the start of the message; `try` shows them.
-      std::string& preview = trace->form_preview;
-      preview.resize(std::min<uint64_t>(body->size(), 16384));
-      size_t filled = 0;
-      while (filled < preview.size()) {
-        size_t got = 0;
-        if (!body->ReadAt(filled, preview.data() + filled, preview.size() - filled, &got).ok() ||
-            got == 0) {
-          break;
-        }
-        filled += got;
-      }
-      preview.resize(filled);
-    }
+    // The start of the request body; `try` shows it (Save may have set a preview of its own).
+    if (body && trace->form_preview.empty()) trace->form_preview = ReadHead(*body);
   }
   // Asking twice is harmless; a save may have stored the message.
   const fcgi::Idempotency idempotency = stage == mail::Stage::kSave
@@ -884,7 +885,7 @@ mail::Verdict Filter::AskValidate(const Call& call, const mail::Envelope& envelo
 }
 
 mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string& recipient,
-                               Exchange* trace) const {
+                               int route, Exchange* trace) const {
   mail::Verdict accept;
   accept.action = mail::Verdict::Action::kAccept;
   if (!mail::SaveHasRoomFor(save_mode_, config_.php_max_input_vars, envelope, recipient)) {
@@ -892,7 +893,7 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
     // params record): the sender delivers the rest in another transaction (RFC 5321's 452).
     return WithoutRequest(trace, mail::TooManyRecipients(envelope.recipients.size()));
   }
-  const Call call = ValidateCall(RouteOf(recipient));
+  const Call call = ValidateCall(route);
   if (!call.script.configured()) {
     accept.reason = "no validate script configured";
   } else if (config_.validate_skip_authenticated && !envelope.auth_login.empty()) {
@@ -905,7 +906,7 @@ mail::Verdict Filter::Validate(const mail::Envelope& envelope, const std::string
   return WithoutRequest(trace, accept);
 }
 
-mail::Verdict Filter::Save(const mail::Envelope& envelope,
+mail::Verdict Filter::Save(const mail::Envelope& envelope, int route,
                            std::shared_ptr<const fcgi::Body> encoded_message,
                            const std::function<void()>& heartbeat, Exchange* trace) const {
   std::shared_ptr<const fcgi::Body> body;
@@ -922,27 +923,15 @@ mail::Verdict Filter::Save(const mail::Envelope& envelope,
     std::string fields = mail::BuildSaveFormFields(envelope);
     content_type = "application/x-www-form-urlencoded";
     if (trace != nullptr) {
-      // `try` shows the fields, then the start of the message.
-      std::string head(std::min<uint64_t>(encoded_message->size(), 16384), '\0');
-      size_t filled = 0;
-      while (filled < head.size()) {
-        size_t got = 0;
-        if (!encoded_message->ReadAt(filled, head.data() + filled, head.size() - filled, &got)
-                 .ok() ||
-            got == 0) {
-          break;
-        }
-        filled += got;
-      }
-      head.resize(filled);
-      trace->form_preview = std::string(mail::kSaveFormBodyPrefix) + head + fields;
+      // `try` shows the start of the message, then the fields that follow it.
+      trace->form_preview =
+          std::string(mail::kSaveFormBodyPrefix) + ReadHead(*encoded_message) + fields;
     }
     body = std::make_shared<fcgi::ConcatBody>(std::vector<std::shared_ptr<const fcgi::Body>>{
         std::make_shared<fcgi::StringBody>(std::string(mail::kSaveFormBodyPrefix)),
         std::move(encoded_message), std::make_shared<fcgi::StringBody>(std::move(fields))});
   }
-  // Every recipient of a message is on one route (Transaction::AddRecipient sees to that).
-  const Call call = SaveCall(envelope.recipients.empty() ? -1 : RouteOf(envelope.recipients[0]));
+  const Call call = SaveCall(route);
   fcgi::Params params =
       RequestParams(call.script, envelope, "POST", std::move(query), body->size());
   params.emplace_back("CONTENT_TYPE", content_type);

@@ -38,6 +38,10 @@ struct Exchange {
   bool skipped = false;  // no request was made (no validate script, or a skip rule matched)
 };
 
+// A verdict given without a request (cached, skipped, refused before asking): recorded in
+// *trace, if given, as such for `try`; returned.
+mail::Verdict WithoutRequest(Exchange* trace, mail::Verdict v);
+
 // Every FastCGI address a config names (fcgi_backends, or the single connection keys, and the
 // routes' backends), each once.
 base::Status BackendAddresses(const config::Config& config, std::vector<fcgi::BackendAddress>* out);
@@ -82,11 +86,13 @@ class Filter {
   // validate script is set or a skip rule matches; 452 4.5.3 without a request when the
   // envelope already holds as many recipients as the save form can carry). *trace, if given,
   // records the exchange.
-  mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient,
+  // `route` is RouteOf(recipient), which the caller has already worked out.
+  mail::Verdict Validate(const mail::Envelope& envelope, const std::string& recipient, int route,
                          Exchange* trace = nullptr) const;
-  // One save request: the form prefix, then the already-encoded message from `encoded_message`.
+  // One save request to `route`'s save script (every recipient of a message is on one save
+  // route): the form prefix, then the already-encoded message from `encoded_message`.
   // heartbeat runs every few seconds while the script works (smfi_progress).
-  mail::Verdict Save(const mail::Envelope& envelope,
+  mail::Verdict Save(const mail::Envelope& envelope, int route,
                      std::shared_ptr<const fcgi::Body> encoded_message,
                      const std::function<void()>& heartbeat = nullptr,
                      Exchange* trace = nullptr) const;

@@ -53,14 +53,9 @@ mail::Verdict Transaction::AddRecipient(const std::string& recipient, Exchange* 
   const int route = filter_->RouteOf(recipient);
   if (route_ && !filter_->SameSave(*route_, route)) {
     // One save request per message: a recipient whose save goes elsewhere comes separately.
-    mail::Verdict other = mail::OtherRoute(recipient);
-    if (trace != nullptr) {
-      trace->skipped = true;
-      trace->verdict = other;
-    }
-    return other;
+    return WithoutRequest(trace, mail::OtherRoute(recipient));
   }
-  mail::Verdict v = filter_->Validate(envelope_, recipient, trace);
+  mail::Verdict v = filter_->Validate(envelope_, recipient, route, trace);
   if (v.action == mail::Verdict::Action::kAccept) {
     envelope_.recipients.push_back(recipient);
     if (!route_) route_ = route;
@@ -107,14 +102,11 @@ void Transaction::EndHeaders() {
 
 mail::Verdict Transaction::AskEndOfHeaders(Exchange* trace) {
   if (failure_ || !header_encoder_) {
+    if (failure_) return WithoutRequest(trace, *failure_);
     mail::Verdict accept;
     accept.action = mail::Verdict::Action::kAccept;
-    accept.reason = failure_ ? "transaction already failed" : "no eoh script configured";
-    if (trace != nullptr) {
-      trace->skipped = true;
-      trace->verdict = failure_ ? *failure_ : accept;
-    }
-    return failure_ ? *failure_ : accept;
+    accept.reason = "no eoh script configured";
+    return WithoutRequest(trace, accept);
   }
   (void)header_encoder_->Finish();  // the string sink cannot fail
   if (raw_subject_) envelope_.subject = mail::DecodeHeaderValue(*raw_subject_);
@@ -129,17 +121,11 @@ void Transaction::AddBody(std::string_view chunk) {
 mail::Verdict Transaction::Finish(const std::function<void()>& heartbeat, Exchange* trace,
                                   std::vector<std::string>* unknown_refusals) {
   if (!failure_) Check(encoder_->Finish());
-  if (failure_) {
-    if (trace != nullptr) {
-      trace->skipped = true;  // no save request: the message was refused before it
-      trace->verdict = *failure_;
-    }
-    return *failure_;
-  }
+  if (failure_) return WithoutRequest(trace, *failure_);  // refused before the save
   envelope_.message_size = encoder_->raw_size();
   envelope_.idempotency_key = mail::IdempotencyKey(envelope_, encoder_->digest());
   if (raw_subject_) envelope_.subject = mail::DecodeHeaderValue(*raw_subject_);
-  mail::Verdict v = filter_->Save(envelope_, spool_, heartbeat, trace);
+  mail::Verdict v = filter_->Save(envelope_, route_.value_or(-1), spool_, heartbeat, trace);
   std::vector<std::string> unknown = mail::ResolveRefusals(envelope_.recipients, &v);
   if (unknown_refusals != nullptr) *unknown_refusals = std::move(unknown);
   if (trace != nullptr) trace->verdict = v;
