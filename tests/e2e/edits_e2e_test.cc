@@ -17,6 +17,7 @@
 #include "tests/support/process.h"
 #include "tests/support/sendmail.h"
 #include "tests/support/smtp_client.h"
+#include "tests/support/smtp_sink.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
@@ -130,18 +131,12 @@ class EditsPostfixTest : public ::testing::Test {
     daemon_ = std::make_unique<MilterDaemon>(config);
     ASSERT_TRUE(daemon_->Start());
 
-    sink_dir_ = tmp_.Mkdir("sink", 0777);
-    const int sink_port = testing_support::FreeTcpPort();
-    ASSERT_TRUE(sink_.Start({"/usr/sbin/smtp-sink", "-u", "nobody", "-d", sink_dir_ + "/%M.",
-                             "127.0.0.1:" + std::to_string(sink_port), "50"}));
-    ASSERT_TRUE(testing_support::WaitUntil(
-        [&] { return testing_support::CanConnectTcp(sink_port); }, std::chrono::seconds(5)));
+    sink_ = std::make_unique<testing_support::SmtpSink>(tmp_.path() + "/sink");
+    ASSERT_TRUE(sink_->Start());
 
     Postfix::Options po;
     po.milters = daemon_->postfix_milters();
-    po.extra_main_cf = {"default_transport = smtp", "relay_transport = smtp",
-                        "relayhost = [127.0.0.1]:" + std::to_string(sink_port),
-                        "smtp_tls_security_level = none"};
+    po.extra_main_cf = sink_->RelayMainCf();
     for (auto& line : extra_main_cf) po.extra_main_cf.push_back(std::move(line));
     postfix_ = std::make_unique<Postfix>(po);
     ASSERT_TRUE(postfix_->Start());
@@ -160,16 +155,7 @@ class EditsPostfixTest : public ::testing::Test {
     return files.empty() ? "" : files.back();
   }
 
-  std::vector<std::string> SinkFiles() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(sink_dir_)) {
-      names.push_back(e.path());
-    }
-    std::sort(names.begin(), names.end());
-    std::vector<std::string> out;
-    for (const auto& n : names) out.push_back(testing_support::ReadFile(n));
-    return out;
-  }
+  std::vector<std::string> SinkFiles() const { return sink_->Files(); }
 
   std::string Logs() const {
     return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
@@ -178,10 +164,9 @@ class EditsPostfixTest : public ::testing::Test {
   }
 
   testing_support::TempDir tmp_;
-  std::string sink_dir_;
   std::unique_ptr<PhpFpm> php_;
   std::unique_ptr<MilterDaemon> daemon_;
-  testing_support::Process sink_;
+  std::unique_ptr<testing_support::SmtpSink> sink_;
   std::unique_ptr<Postfix> postfix_;
 };
 
@@ -244,9 +229,7 @@ TEST_F(EditsPostfixTest, ChangeFromRewritesTheEnvelopeSenderWithItsEsmtpArgs) {
   EXPECT_NE(dump.find("X-Mail-Args: <plain-bounces@example.test>\n"), std::string::npos) << dump;
   EXPECT_EQ(dump.find("X-Mail-Args: <sender@client.test>"), std::string::npos) << dump;
   EXPECT_NE(dump.find("\nFrom: sender@client.test\n"), std::string::npos) << dump;  // untouched
-  std::filesystem::remove_all(sink_dir_);
-  std::filesystem::create_directory(sink_dir_);
-  std::filesystem::permissions(sink_dir_, std::filesystem::perms::all);
+  sink_->Clear();
   dump = Relay("chgfrom");
   EXPECT_NE(dump.find("X-Mail-Args: <bounces@example.test> ENVID=e2e-envid RET=HDRS\n"),
             std::string::npos)
@@ -368,9 +351,7 @@ TEST_F(EditsPostfixTest, FooterExampleAppendsItsFooterToPlainTextOnly) {
   EXPECT_EQ(stored, 1u);
 
   // A multipart message goes on untouched.
-  std::filesystem::remove_all(sink_dir_);
-  std::filesystem::create_directory(sink_dir_);
-  std::filesystem::permissions(sink_dir_, std::filesystem::perms::all);
+  sink_->Clear();
   const std::string multipart =
       "From: <sender@client.test>\nTo: <bob@example.test>\nSubject: parts\n"
       "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n"

@@ -12,6 +12,7 @@
 #include "tests/support/postfix.h"
 #include "tests/support/process.h"
 #include "tests/support/smtp_client.h"
+#include "tests/support/smtp_sink.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
@@ -41,29 +42,17 @@ class JsonE2eTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start());
 
     // What Postfix delivers goes to smtp-sink, which writes one file per transaction.
-    sink_dir_ = tmp_.Mkdir("sink", 0777);
-    const int sink_port = testing_support::FreeTcpPort();
-    ASSERT_TRUE(sink_.Start({"/usr/sbin/smtp-sink", "-u", "nobody", "-d", sink_dir_ + "/%M.",
-                             "127.0.0.1:" + std::to_string(sink_port), "50"}));
-    ASSERT_TRUE(testing_support::WaitUntil(
-        [&] { return testing_support::CanConnectTcp(sink_port); }, std::chrono::seconds(5)));
+    sink_ = std::make_unique<testing_support::SmtpSink>(tmp_.path() + "/sink");
+    ASSERT_TRUE(sink_->Start());
 
     Postfix::Options po;
     po.milters = daemon_->postfix_milters();
-    po.extra_main_cf = {"default_transport = smtp", "relay_transport = smtp",
-                        "relayhost = [127.0.0.1]:" + std::to_string(sink_port),
-                        "smtp_tls_security_level = none"};
+    po.extra_main_cf = sink_->RelayMainCf();
     postfix_ = std::make_unique<Postfix>(po);
     ASSERT_TRUE(postfix_->Start());
   }
 
-  std::vector<std::string> SinkFiles() const {
-    std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(sink_dir_)) {
-      out.push_back(testing_support::ReadFile(e.path()));
-    }
-    return out;
-  }
+  std::vector<std::string> SinkFiles() const { return sink_->Files(); }
 
   std::string Logs() const {
     return "\n--- daemon ---\n" + testing_support::Tail(daemon_->log()) + "\n--- postfix ---\n" +
@@ -73,10 +62,9 @@ class JsonE2eTest : public ::testing::Test {
 
   testing_support::TempDir tmp_;
   std::string maildir_;
-  std::string sink_dir_;
   std::unique_ptr<PhpFpm> php_;
   std::unique_ptr<MilterDaemon> daemon_;
-  testing_support::Process sink_;
+  std::unique_ptr<testing_support::SmtpSink> sink_;
   std::unique_ptr<Postfix> postfix_;
 };
 
