@@ -108,16 +108,13 @@ std::string SinkBody(const std::string& dump) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Postfix -> fcgi-milter, relaying to smtp-sink. The sink's dump starts with X-Mail-Args (the
-// MAIL FROM address and parameters it got) and one X-Rcpt-Args per RCPT TO, then its own
-// Received: header, then the message.
+// What both MTAs' suites start with: php-fpm with a PASS validate script and the save script
+// (default kEditsScript), and the daemon.
 
-class EditsPostfixTest : public ::testing::Test {
+class EditsFixture : public ::testing::Test {
  protected:
-  // php-fpm with a PASS validate script and `save` (default kEditsScript), the daemon with
-  // `extra_config`, the sink, and Postfix with `extra_main_cf`.
-  void StartAll(json extra_config = json::object(), std::vector<std::string> extra_main_cf = {},
-                const std::string& save_path = "", std::map<std::string, std::string> env = {}) {
+  void StartScriptsAndDaemon(const json& extra_config, const std::string& save_path = "",
+                             std::map<std::string, std::string> env = {}) {
     PhpFpm::Options o;
     o.env = std::move(env);
     php_ = std::make_unique<PhpFpm>(o);
@@ -130,7 +127,32 @@ class EditsPostfixTest : public ::testing::Test {
     for (const auto& item : extra_config.items()) config[item.key()] = item.value();
     daemon_ = std::make_unique<MilterDaemon>(config);
     ASSERT_TRUE(daemon_->Start());
+  }
 
+  // The daemon's and php-fpm's logs around the MTA's (`mta`, labelled `mta_name`).
+  std::string Logs(const char* mta_name, const std::string& mta) const {
+    return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") + "\n--- " +
+           mta_name + " ---\n" + testing_support::Tail(mta) + "\n--- php ---\n" +
+           testing_support::Tail(php_ ? php_->error_log() : "");
+  }
+
+  testing_support::TempDir tmp_;
+  std::unique_ptr<PhpFpm> php_;
+  std::unique_ptr<MilterDaemon> daemon_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Postfix -> fcgi-milter, relaying to smtp-sink. The sink's dump starts with X-Mail-Args (the
+// MAIL FROM address and parameters it got) and one X-Rcpt-Args per RCPT TO, then its own
+// Received: header, then the message.
+
+class EditsPostfixTest : public EditsFixture {
+ protected:
+  // The scripts and the daemon with `extra_config`, the sink, and Postfix with `extra_main_cf`.
+  void StartAll(json extra_config = json::object(), std::vector<std::string> extra_main_cf = {},
+                const std::string& save_path = "", std::map<std::string, std::string> env = {}) {
+    StartScriptsAndDaemon(extra_config, save_path, std::move(env));
+    if (HasFatalFailure()) return;
     sink_ = std::make_unique<testing_support::SmtpSink>(tmp_.path() + "/sink");
     ASSERT_TRUE(sink_->Start());
 
@@ -158,14 +180,9 @@ class EditsPostfixTest : public ::testing::Test {
   std::vector<std::string> SinkFiles() const { return sink_->Files(); }
 
   std::string Logs() const {
-    return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- postfix ---\n" + testing_support::Tail(postfix_ ? postfix_->maillog() : "") +
-           "\n--- php ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
+    return EditsFixture::Logs("postfix", postfix_ ? postfix_->maillog() : "");
   }
 
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
   std::unique_ptr<testing_support::SmtpSink> sink_;
   std::unique_ptr<Postfix> postfix_;
 };
@@ -382,7 +399,7 @@ TEST_F(EditsPostfixTest, ArchiveBccExampleAddsTheArchiveRecipient) {
 // ---------------------------------------------------------------------------------------------
 // Sendmail -> fcgi-milter; accepted mail stays in Sendmail's queue (qf envelope, df body).
 
-class EditsSendmailTest : public ::testing::Test {
+class EditsSendmailTest : public EditsFixture {
  protected:
   void SetUp() override {
     static const Sendmail::FetchResult fetched = Sendmail::Fetch();
@@ -393,15 +410,8 @@ class EditsSendmailTest : public ::testing::Test {
   }
 
   void StartAll(json extra_config = json::object()) {
-    php_ = std::make_unique<PhpFpm>();
-    const std::string validate = php_->AddScript("validate.php", "<?php echo \"PASS\\n\";");
-    const std::string save = php_->AddScript("edits.php", kEditsScript);
-    ASSERT_TRUE(php_->Start());
-    json config =
-        testing_support::BaseDaemonConfig(*php_, validate, save, tmp_.Mkdir("spool", 0700));
-    for (const auto& item : extra_config.items()) config[item.key()] = item.value();
-    daemon_ = std::make_unique<MilterDaemon>(config);
-    ASSERT_TRUE(daemon_->Start());
+    StartScriptsAndDaemon(extra_config);
+    if (HasFatalFailure()) return;
     Sendmail::Options so;
     so.milter = daemon_->milter_socket();
     sendmail_ = std::make_unique<Sendmail>(so);
@@ -422,14 +432,9 @@ class EditsSendmailTest : public ::testing::Test {
   }
 
   std::string Logs() const {
-    return "\n--- daemon ---\n" + testing_support::Tail(daemon_ ? daemon_->log() : "") +
-           "\n--- sendmail ---\n" + testing_support::Tail(sendmail_ ? sendmail_->log() : "") +
-           "\n--- php ---\n" + testing_support::Tail(php_ ? php_->error_log() : "");
+    return EditsFixture::Logs("sendmail", sendmail_ ? sendmail_->log() : "");
   }
 
-  testing_support::TempDir tmp_;
-  std::unique_ptr<PhpFpm> php_;
-  std::unique_ptr<MilterDaemon> daemon_;
   std::unique_ptr<Sendmail> sendmail_;
 };
 
