@@ -5,17 +5,12 @@
 #include <string>
 
 #include "config/config.h"
+#include "tests/unit/config_with_key.h"
 
 namespace config {
 namespace {
 
-LoadResult WithKey(const std::string& member) {
-  return Parse(
-      "{\"fcgi_connection_address\": \"/run/php/php8.2-fpm.sock\",\n"
-      " \"fcgi_script_filename_save\": \"/srv/save.php\", " +
-          member + "}",
-      "test.json");
-}
+using testing::WithKey;
 
 TEST(ConfigSaveKeys, DefaultsAreTheFormAndPhpsDefaultMaxInputVars) {
   const LoadResult r = WithKey("\"log_level\": \"info\"");
