@@ -40,7 +40,7 @@ bool RemoveRecipients(SMFICTX* ctx, mail::Verdict* v) {
   for (const std::string& rcpt : v->refused_recipients) {
     std::string bracketed = Bracketed(rcpt);
     if (smfi_delrcpt(ctx, bracketed.data()) != MI_SUCCESS) {
-      *v = mail::TemporaryFailure("could not remove refused recipient " + bracketed);
+      *v = NotAllowed("remove refused recipient " + bracketed, "SMFIF_DELRCPT");
       return false;
     }
   }
@@ -80,7 +80,8 @@ bool EditHeaders(SMFICTX* ctx, bool leading_space, mail::Verdict* v) {
         break;
     }
     if (rc != MI_SUCCESS) {
-      *v = mail::TemporaryFailure("could not edit header " + e.name);
+      *v = NotAllowed("edit header " + e.name,
+                      e.kind == mail::HeaderEdit::Kind::kAdd ? "SMFIF_ADDHDRS" : "SMFIF_CHGHDRS");
       return false;
     }
   }
@@ -131,7 +132,7 @@ void ApplyEndOfMessage(SMFICTX* ctx, bool leading_space, mail::Verdict* v) {
   }
   if (v->action == Action::kQuarantine &&
       smfi_quarantine(ctx, v->quarantine_reason.data()) != MI_SUCCESS) {
-    *v = mail::TemporaryFailure("could not quarantine");
+    *v = NotAllowed("quarantine", "SMFIF_QUARANTINE");
   }
 }
 
