@@ -13,6 +13,7 @@
 
 #include "tests/support/mail_lab.h"
 #include "tests/support/milter_daemon.h"
+#include "tests/support/net.h"
 #include "tests/support/php_fpm.h"
 #include "tests/support/process.h"
 #include "tests/support/sendmail.h"
@@ -121,12 +122,15 @@ TEST_F(StagesE2eTest, ConnectScriptRefusalReachesTheClientWithItsOwnCodeAndText)
   const auto r = Send();
   EXPECT_FALSE(r.accepted());
   // Postfix answers the greeting with 554 and its own text ("not accepting connections"); the
-  // script's reply is in its log.
+  // script's reply is in its log, which postlogd may write a moment after the greeting.
   EXPECT_EQ(r.banner.code, 554) << r << lab_.Diagnostics();
-  EXPECT_NE(lab_.postfix().maillog().find(
-                "milter-reject: CONNECT from localhost[127.0.0.1]: 554 5.7.1 Your network is not "
-                "welcome here"),
-            std::string::npos)
+  EXPECT_TRUE(testing_support::WaitUntil(
+      [&] {
+        return lab_.postfix().maillog().find(
+                   "milter-reject: CONNECT from localhost[127.0.0.1]: "
+                   "554 5.7.1 Your network is not welcome here") != std::string::npos;
+      },
+      std::chrono::seconds(5)))
       << lab_.Diagnostics();
   EXPECT_TRUE(lab_.Saved().empty());
   EXPECT_NE(lab_.daemon().log().find("connect script: client 127.0.0.1"), std::string::npos)
